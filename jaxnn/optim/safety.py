@@ -1,0 +1,104 @@
+"""Protection against non-finite gradients: skip_nonfinite."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn._checks import check_in_range
+from jaxnn.optim.base import GradientTransformation, safe_increment
+
+
+class SkipNonfiniteState(NamedTuple):
+    """State of `skip_nonfinite`.
+
+    Attributes:
+      inner_state: the wrapped transform's state.
+      consecutive: int32 number of non-finite steps in a row, up to and including
+        the last one (0 after a finite step).
+      total_skipped: int32 number of steps whose update was skipped so far.
+    """
+
+    inner_state: Any
+    consecutive: jax.Array
+    total_skipped: jax.Array
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """True if every element of every leaf of `tree` is finite (no NaN, no ±inf).
+
+    Args:
+      tree: a pytree of arrays.
+
+    Returns:
+      A boolean scalar.
+    """
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.array(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def skip_nonfinite(
+    inner: GradientTransformation, max_consecutive: int | None = None
+) -> GradientTransformation:
+    """Skips steps whose gradients contain NaN or ±inf, protecting `inner`'s state.
+
+    On a step where any incoming gradient element is non-finite, the returned
+    updates are zeros (so `apply_updates` leaves the params unchanged) and `inner`'s
+    state is kept as it was, so a single bad batch cannot poison Adam's moments.
+    Finite steps go through `inner` unchanged.
+
+    With `max_consecutive=k`, at most k non-finite steps in a row are skipped: once
+    k have been skipped, further consecutive non-finite steps are passed to `inner`
+    (so a run that is truly diverging shows it, as optax's `apply_if_finite` does),
+    until a finite step resets the count. With None (default) every non-finite step
+    is skipped.
+
+    Args:
+      inner: the transform to protect (typically the whole optimizer chain).
+      max_consecutive: k >= 0, or None for no limit.
+
+    Returns:
+      A GradientTransformation with state `SkipNonfiniteState`.
+
+    Raises:
+      ValueError: if `max_consecutive` is negative.
+      TypeError: if `max_consecutive` is not an integer or None.
+    """
+    if max_consecutive is not None:
+        if not isinstance(max_consecutive, int) or isinstance(max_consecutive, bool):
+            raise TypeError(
+                f"max_consecutive must be an int or None, got {max_consecutive!r}"
+            )
+        check_in_range("max_consecutive", max_consecutive, 0, jnp.iinfo(jnp.int32).max)
+
+    def init(params):
+        zero = jnp.zeros((), jnp.int32)
+        return SkipNonfiniteState(inner.init(params), zero, zero)
+
+    def update(updates, state, params=None, **extra_args):
+        finite = all_finite(updates)
+        consecutive = jnp.where(
+            finite, jnp.zeros_like(state.consecutive), safe_increment(state.consecutive)
+        )
+        apply = finite
+        if max_consecutive is not None:
+            apply = finite | (consecutive > max_consecutive)
+        new_updates, new_inner = inner.update(
+            updates, state.inner_state, params, **extra_args
+        )
+        out = jax.tree.map(
+            lambda u: jnp.where(apply, u, jnp.zeros_like(u)), new_updates
+        )
+        kept_inner = jax.tree.map(
+            lambda new, old: jnp.where(apply, new, old), new_inner, state.inner_state
+        )
+        total = jnp.where(
+            apply, state.total_skipped, safe_increment(state.total_skipped)
+        )
+        return out, SkipNonfiniteState(kept_inner, consecutive, total)
+
+    return GradientTransformation(init, update)

@@ -1,0 +1,167 @@
+"""Building blocks that optimizers are chained from: scale, scale_by_*, trace.
+
+Each is a `GradientTransformation`; an optimizer is a short `chain` of them (see
+`optimizers.py`). Hyperparameters given as Python numbers are validated here, when the
+transform is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn._checks import check_decay, check_learning_rate, check_tree_matches
+from jaxnn.optim.base import (
+    GradientTransformation,
+    Updates,
+    safe_increment,
+    stateless,
+)
+
+Schedule = Callable[[jax.Array], Any]
+ScalarOrSchedule = float | jax.Array | Schedule
+
+
+def _scale_tree(tree: Updates, factor: Any) -> Updates:
+    """Multiplies every leaf by `factor`, keeping each leaf's dtype.
+
+    The product is formed in the wider of the two dtypes, so a float32 factor
+    scales bfloat16 updates with one rounding.
+    """
+    factor = jnp.asarray(factor)
+
+    def mul(g):
+        wide = jnp.promote_types(g.dtype, factor.dtype)
+        return (g.astype(wide) * factor.astype(wide)).astype(g.dtype)
+
+    return jax.tree.map(mul, tree)
+
+
+def scale(factor: float) -> GradientTransformation:
+    """Multiplies the updates by a constant `factor`.
+
+    Args:
+      factor: the multiplier (any real number, or an array traced under jit).
+
+    Returns:
+      A stateless GradientTransformation.
+    """
+    return stateless(lambda updates, params: _scale_tree(updates, factor))
+
+
+class ScaleByScheduleState(NamedTuple):
+    """State of `scale_by_learning_rate` with a schedule.
+
+    Attributes:
+      count: int32 number of updates applied so far (saturates at the int32 max).
+    """
+
+    count: jax.Array
+
+
+def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
+    """Multiplies the updates by `step_size_fn(count)`.
+
+    `count` is the int32 number of updates done before this one, so the first
+    update uses `step_size_fn(0)`, as optax does.
+
+    Args:
+      step_size_fn: a function of the step count returning the multiplier.
+
+    Returns:
+      A GradientTransformation with state `ScaleByScheduleState`.
+    """
+
+    def init(params):
+        del params
+        return ScaleByScheduleState(count=jnp.zeros((), jnp.int32))
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        factor = step_size_fn(state.count)
+        return _scale_tree(updates, factor), ScaleByScheduleState(
+            count=safe_increment(state.count)
+        )
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_learning_rate(
+    learning_rate: ScalarOrSchedule, *, flip_sign: bool = True
+) -> GradientTransformation:
+    """Multiplies the updates by −learning_rate (or +learning_rate).
+
+    With the default `flip_sign=True`, gradients become descent steps that
+    `apply_updates` adds to the params: W ← W − η g.
+
+    Args:
+      learning_rate: η, a number >= 0 or a schedule `count -> η` (called with the
+        int32 count before it is incremented, so the first step uses
+        `schedule(0)`).
+      flip_sign: whether to negate (True for gradient descent).
+
+    Returns:
+      A GradientTransformation: stateless for a number, with
+      `ScaleByScheduleState` for a schedule.
+
+    Raises:
+      ValueError: if a concrete learning rate is negative or not finite.
+    """
+    check_learning_rate(learning_rate)
+    sign = -1 if flip_sign else 1
+    if callable(learning_rate):
+        return scale_by_schedule(lambda count: sign * learning_rate(count))
+    return scale(sign * learning_rate)
+
+
+class TraceState(NamedTuple):
+    """State of `trace`.
+
+    Attributes:
+      trace: the velocity v, with the structure of the params.
+    """
+
+    trace: Updates
+
+
+def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
+    """Momentum: v ← decay·v + g; returns v, or g + decay·v with `nesterov`.
+
+    The Nesterov form needs only the gradient at the current params; it gives the
+    iterates of the look-ahead form v ← βv + η∇L(W − βv) under the change of
+    variables W' = W − βv (Sutskever et al., 2013).
+
+    Args:
+      decay: β in [0, 1).
+      nesterov: whether to return the Nesterov look-ahead update.
+
+    Returns:
+      A GradientTransformation with state `TraceState` (velocity in the params'
+      dtype).
+
+    Raises:
+      ValueError: if a concrete `decay` is outside [0, 1).
+    """
+    check_decay("decay", decay)
+
+    def init(params):
+        return TraceState(trace=jax.tree.map(jnp.zeros_like, params))
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        check_tree_matches(updates, "updates", state.trace, "state.trace")
+        new_trace = jax.tree.map(
+            lambda g, v: (decay * v + g).astype(v.dtype), updates, state.trace
+        )
+        if nesterov:
+            out = jax.tree.map(
+                lambda g, v: (g + decay * v).astype(g.dtype), updates, new_trace
+            )
+        else:
+            out = new_trace
+        return out, TraceState(trace=new_trace)
+
+    return GradientTransformation(init, update)
