@@ -110,7 +110,7 @@ def check_learning_rate(value: Any) -> None:
 def check_tree_matches(
     reference: Any, ref_name: str, tree: Any, name: str, *, shapes: bool = True
 ) -> None:
-    """Raises ValueError if `tree` does not have the structure and shapes of `reference`.
+    """Raises ValueError unless `tree` has the structure (and shapes) of `reference`.
 
     Used where a transform combines the incoming updates with per-parameter state
     (or params), so that a state built for another model fails with a message that

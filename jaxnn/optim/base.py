@@ -85,6 +85,31 @@ def _accepts_extra_args(update: Callable[..., Any]) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
+def with_extra_args_support(
+    transform: GradientTransformation,
+) -> GradientTransformation:
+    """Wraps `transform` so its `update` accepts and ignores unknown keywords.
+
+    Transforms whose `update` already takes `**kwargs` (every jaxnn transform,
+    optax's `GradientTransformationExtraArgs`) get the keywords forwarded; others
+    (optax's plain `GradientTransformation`) get none.
+
+    Args:
+      transform: any object with `init` and `update`.
+
+    Returns:
+      A GradientTransformation with the same init and state.
+    """
+    if _accepts_extra_args(transform.update):
+        return GradientTransformation(transform.init, transform.update)
+
+    def update(updates, state, params=None, **extra_args):
+        del extra_args
+        return transform.update(updates, state, params)
+
+    return GradientTransformation(transform.init, update)
+
+
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
     """Applies `transforms` one after the other; the state is a tuple of theirs.
 
@@ -110,7 +135,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
                 f"chain argument {i} must be a gradient transformation with init "
                 f"and update, got {t!r}"
             )
-    takes_extra = tuple(_accepts_extra_args(t.update) for t in transforms)
+    transforms = tuple(with_extra_args_support(t) for t in transforms)
 
     def init(params):
         return tuple(t.init(params) for t in transforms)
@@ -123,9 +148,8 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
                 f"{_describe_len(state)}. Was the state built by this chain's init()?"
             )
         new_state = []
-        for t, s, extra in zip(transforms, state, takes_extra, strict=True):
-            kwargs = extra_args if extra else {}
-            updates, s = t.update(updates, s, params, **kwargs)
+        for t, s in zip(transforms, state, strict=True):
+            updates, s = t.update(updates, s, params, **extra_args)
             new_state.append(s)
         return updates, tuple(new_state)
 
@@ -185,13 +209,65 @@ def accumulation_dtype(dtype: Any) -> jnp.dtype:
     return jnp.promote_types(real, jnp.float32)
 
 
-def _sum_of_squares(x: jax.Array) -> jax.Array:
+def _widen(x: Any) -> jax.Array:
+    """|x| for complex x, then cast to the accumulation dtype."""
     x = jnp.asarray(x)
     acc = accumulation_dtype(x.dtype)
     if jnp.iscomplexobj(x):
         x = jnp.abs(x)
-    x = x.astype(acc)
-    return jnp.sum(x * x)
+    return x.astype(acc)
+
+
+def _robust_norm(
+    xs: list[jax.Array], sumsq: Callable[[jax.Array], jax.Array], amax: Callable
+) -> jax.Array:
+    """sqrt(Σ sumsq(x)), recomputed with rescaling where it over- or underflowed.
+
+    The plain sum of squares (one pass, fused by XLA) is right unless it overflowed
+    to inf (|x| above ~1e19 in float32) or underflowed towards 0 (|x| below
+    ~1e-19). Only then, under `lax.cond`, is the norm recomputed as
+    m·sqrt(Σ (x/m)²) with m the largest |x|, so ordinary steps pay nothing extra.
+    """
+    acc = xs[0].dtype
+    norm = jnp.sqrt(functools.reduce(jnp.add, [sumsq(x) for x in xs]))
+    tiny = jnp.sqrt(jnp.finfo(acc).tiny)
+
+    def rescaled(norm):
+        m = functools.reduce(jnp.maximum, [amax(x) for x in xs])
+        ok = (m > 0) & jnp.isfinite(m)
+        safe_m = jnp.where(ok, m, jnp.ones_like(m))
+        s = functools.reduce(jnp.add, [sumsq(x / safe_m) for x in xs])
+        # m = 0: all zeros, norm 0. m = inf: an infinite element, norm inf.
+        return jnp.where(ok, safe_m * jnp.sqrt(s), m).astype(norm.dtype)
+
+    suspicious = jnp.any(jnp.isinf(norm) | (norm < tiny))
+    return jax.lax.cond(suspicious, rescaled, lambda norm: norm, norm)
+
+
+def l2_norm(
+    x: jax.Array, axis: int | tuple[int, ...] | None = None, keepdims: bool = False
+) -> jax.Array:
+    """The L2 norm of `x` over `axis`, accumulated in float32 or wider.
+
+    Exact for any finite input: magnitudes whose squares would overflow (> ~1e19
+    in float32) or underflow (< ~1e-19) are rescaled by the largest element.
+
+    Args:
+      x: a floating or complex array.
+      axis: the axes to reduce (None: all).
+      keepdims: whether to keep reduced axes with size 1.
+
+    Returns:
+      The norms, in `accumulation_dtype(x.dtype)`.
+    """
+    x = _widen(x)
+    if x.size == 0:
+        return jnp.sqrt(jnp.sum(x * x, axis=axis, keepdims=keepdims))
+    return _robust_norm(
+        [x],
+        lambda v: jnp.sum(v * v, axis=axis, keepdims=keepdims),
+        lambda v: jnp.max(jnp.abs(v), axis=axis, keepdims=keepdims),
+    )
 
 
 def global_norm(tree: Any) -> jax.Array:
@@ -199,7 +275,8 @@ def global_norm(tree: Any) -> jax.Array:
 
     Squares are summed in float32 (float64 for float64 leaves), so float16 or
     bfloat16 gradients of magnitude 1e3 do not overflow as they would in their own
-    dtype.
+    dtype; and, as for `l2_norm`, float32 magnitudes beyond 1e19 or below 1e-19
+    are rescaled instead of overflowing or flushing to zero.
 
     Args:
       tree: a pytree of arrays (None leaves are skipped).
@@ -208,14 +285,12 @@ def global_norm(tree: Any) -> jax.Array:
       A scalar of dtype float32, or float64 if any leaf is float64. 0 for an
       empty tree.
     """
-    leaves = jax.tree.leaves(tree)
-    if not leaves:
-        return jnp.zeros((), jnp.float32)
-    acc = functools.reduce(
-        jnp.promote_types, (accumulation_dtype(jnp.asarray(x).dtype) for x in leaves)
-    )
-    total = sum(_sum_of_squares(x).astype(acc) for x in leaves)
-    return jnp.sqrt(total)
+    acc = norm_dtype(tree)
+    xs = [_widen(x).astype(acc) for x in jax.tree.leaves(tree)]
+    xs = [x for x in xs if x.size]
+    if not xs:
+        return jnp.zeros((), acc)
+    return _robust_norm(xs, lambda v: jnp.sum(v * v), lambda v: jnp.max(jnp.abs(v)))
 
 
 def norm_dtype(tree: Any) -> jnp.dtype:
@@ -227,7 +302,10 @@ def norm_dtype(tree: Any) -> jnp.dtype:
     Returns:
       float32 or float64.
     """
-    dtypes = [accumulation_dtype(x.dtype) for x in jax.tree.leaves(tree)]
+    dtypes = [
+        accumulation_dtype(x.dtype if hasattr(x, "dtype") else jnp.asarray(x).dtype)
+        for x in jax.tree.leaves(tree)
+    ]
     return functools.reduce(jnp.promote_types, dtypes, jnp.dtype(jnp.float32))
 
 

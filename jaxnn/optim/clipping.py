@@ -22,6 +22,7 @@ from jaxnn.optim.base import (
     GradientTransformation,
     accumulation_dtype,
     global_norm,
+    l2_norm,
     norm_dtype,
 )
 
@@ -62,7 +63,7 @@ def _scale_factor(norm: jax.Array, max_norm: Any) -> jax.Array:
 
 
 def _rescale(g: jax.Array, factor: jax.Array) -> jax.Array:
-    """g * factor computed in float32 or wider, returned in g's dtype."""
+    """Returns g * factor computed in float32 or wider, returned in g's dtype."""
     wide = jnp.promote_types(accumulation_dtype(g.dtype), factor.dtype)
     return (g.astype(wide) * factor.astype(wide)).astype(g.dtype)
 
@@ -149,7 +150,7 @@ def clip_by_layer_norm(max_norm: float) -> GradientTransformation:
         check_tree_matches(
             updates, "updates", state.layer_norms, "state.layer_norms", shapes=False
         )
-        layer_norms = jax.tree.map(global_norm, updates)
+        layer_norms = jax.tree.map(l2_norm, updates)
         clipped = jax.tree.map(
             lambda g, n: _rescale(g, _scale_factor(n, max_norm)), updates, layer_norms
         )
@@ -180,7 +181,6 @@ def unitwise_norm(x: jax.Array) -> jax.Array:
       ValueError: if `x` has more than 5 dimensions.
     """
     x = jnp.asarray(x)
-    sq = jnp.square(jnp.abs(x).astype(accumulation_dtype(x.dtype)))
     if sum(d != 1 for d in x.shape) <= 1:
         axes: tuple[int, ...] | None = None
     elif x.ndim in (2, 3):
@@ -191,7 +191,7 @@ def unitwise_norm(x: jax.Array) -> jax.Array:
         raise ValueError(
             f"adaptive_grad_clip supports leaves of rank <= 5, got shape {x.shape}"
         )
-    return jnp.broadcast_to(jnp.sqrt(jnp.sum(sq, axis=axes, keepdims=True)), x.shape)
+    return jnp.broadcast_to(l2_norm(x, axis=axes, keepdims=True), x.shape)
 
 
 def adaptive_grad_clip(clipping: float, eps: float = 1e-3) -> GradientTransformation:

@@ -8,7 +8,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn._checks import check_in_range
-from jaxnn.optim.base import GradientTransformation, safe_increment
+from jaxnn.optim.base import (
+    GradientTransformation,
+    safe_increment,
+    with_extra_args_support,
+)
 
 
 class SkipNonfiniteState(NamedTuple):
@@ -68,6 +72,7 @@ def skip_nonfinite(
       ValueError: if `max_consecutive` is negative.
       TypeError: if `max_consecutive` is not an integer or None.
     """
+    inner = with_extra_args_support(inner)
     if max_consecutive is not None:
         if not isinstance(max_consecutive, int) or isinstance(max_consecutive, bool):
             raise TypeError(
