@@ -205,9 +205,11 @@ def test_sgd_trajectory_matches_optax(kwargs):
     ours, theirs = jaxnn.sgd(0.05, **kwargs), optax.sgd(0.05, **kwargs)
     p1, p2 = params, params
     s1, s2 = ours.init(params), theirs.init(params)
+    update1, update2 = jax.jit(ours.update), jax.jit(theirs.update)
+    grads_fn = jax.jit(grads_fn)
     for _ in range(50):
-        u1, s1 = ours.update(grads_fn(p1), s1, p1)
-        u2, s2 = theirs.update(grads_fn(p2), s2, p2)
+        u1, s1 = update1(grads_fn(p1), s1, p1)
+        u2, s2 = update2(grads_fn(p2), s2, p2)
         p1, p2 = jaxnn.apply_updates(p1, u1), optax.apply_updates(p2, u2)
     assert_trees_close(p1, p2)
 

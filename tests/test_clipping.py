@@ -54,10 +54,10 @@ def np_agc(grads, params, clipping, eps):
 
 @pytest.mark.parametrize(("seed", "scale"), SEEDS_AND_SCALES)
 @pytest.mark.parametrize("max_abs", [0.0, 0.01, 0.5, 100.0])
-def test_clip_by_value(seed, scale, max_abs, maybe_jit):
+def test_clip_by_value(seed, scale, max_abs):
     g = random_tree(seed, scale=scale)
     tx = jaxnn.clip_by_value(max_abs)
-    out, state = maybe_jit(tx.update)(g, tx.init(g))
+    out, state = jax.jit(tx.update)(g, tx.init(g))
     assert_trees_close(
         out, jax.tree.map(lambda x: np.clip(x, -max_abs, max_abs), _np(g))
     )
@@ -68,10 +68,10 @@ def test_clip_by_value(seed, scale, max_abs, maybe_jit):
 
 @pytest.mark.parametrize(("seed", "scale"), SEEDS_AND_SCALES)
 @pytest.mark.parametrize("max_norm", [0.01, 1.0, 10.0, 1e4])
-def test_clip_by_global_norm(seed, scale, max_norm, maybe_jit):
+def test_clip_by_global_norm(seed, scale, max_norm):
     g = random_tree(seed, scale=scale)
     tx = jaxnn.clip_by_global_norm(max_norm)
-    out, state = maybe_jit(tx.update)(g, tx.init(g))
+    out, state = jax.jit(tx.update)(g, tx.init(g))
     assert_trees_close(out, np_clip_by_global_norm(g, max_norm))
     ref_tx = optax.clip_by_global_norm(max_norm)
     ref, _ = ref_tx.update(g, ref_tx.init(g))
@@ -82,10 +82,10 @@ def test_clip_by_global_norm(seed, scale, max_norm, maybe_jit):
 
 @pytest.mark.parametrize(("seed", "scale"), SEEDS_AND_SCALES)
 @pytest.mark.parametrize("max_norm", [0.01, 1.0, 10.0])
-def test_clip_by_layer_norm(seed, scale, max_norm, maybe_jit):
+def test_clip_by_layer_norm(seed, scale, max_norm):
     g = random_tree(seed, scale=scale)
     tx = jaxnn.clip_by_layer_norm(max_norm)
-    out, state = maybe_jit(tx.update)(g, tx.init(g))
+    out, state = jax.jit(tx.update)(g, tx.init(g))
     assert_trees_close(out, np_clip_by_layer_norm(g, max_norm))
     assert_trees_close(
         state.layer_norms, jax.tree.map(lambda x: np.sqrt(np.sum(x**2)), _np(g))
@@ -95,17 +95,34 @@ def test_clip_by_layer_norm(seed, scale, max_norm, maybe_jit):
 
 @pytest.mark.parametrize(("seed", "scale"), SEEDS_AND_SCALES)
 @pytest.mark.parametrize(("clipping", "eps"), [(0.01, 1e-3), (0.1, 1e-3), (1.0, 0.5)])
-def test_adaptive_grad_clip(seed, scale, clipping, eps, maybe_jit):
+def test_adaptive_grad_clip(seed, scale, clipping, eps):
     g = random_tree(seed, scale=scale)
     p = random_tree(seed + 10)
     p["dense"]["b"] = jnp.zeros_like(p["dense"]["b"])  # exercises the eps floor
     tx = jaxnn.adaptive_grad_clip(clipping, eps)
-    out, state = maybe_jit(tx.update)(g, tx.init(p), p)
+    out, state = jax.jit(tx.update)(g, tx.init(p), p)
     assert_trees_close(out, np_agc(g, p, clipping, eps))
     ref_tx = optax.adaptive_grad_clip(clipping, eps)
     ref, _ = ref_tx.update(g, ref_tx.init(p), p)
     assert_trees_close(out, ref)
     np.testing.assert_allclose(state.norm, np_global_norm(g), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: jaxnn.clip_by_value(0.1),
+        lambda: jaxnn.clip_by_global_norm(1.0),
+        lambda: jaxnn.clip_by_layer_norm(1.0),
+        lambda: jaxnn.adaptive_grad_clip(0.05),
+    ],
+)
+def test_eager_equals_jit(make):
+    g, p = random_tree(0, scale=3.0), random_tree(1)
+    tx = make()
+    eager = tx.update(g, tx.init(p), p)
+    jitted = jax.jit(tx.update)(g, tx.init(p), p)
+    assert_trees_close(eager, jitted)
 
 
 @pytest.mark.parametrize(
@@ -258,9 +275,9 @@ def _trajectory(tx, apply, steps=20):
 
     params = jax.tree.map(lambda x: 3.0 * jnp.ones_like(x), target)
     state = tx.init(params)
-    update = jax.jit(tx.update)
+    update, grad = jax.jit(tx.update), jax.jit(jax.grad(loss))
     for _ in range(steps):
-        updates, state = update(jax.grad(loss)(params), state, params)
+        updates, state = update(grad(params), state, params)
         params = apply(params, updates)
     return params
 
