@@ -1,0 +1,88 @@
+"""Losses against NumPy float64 formulas and optax, stability, validation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxnn import mean_squared_error, softmax_cross_entropy
+
+
+def numpy_cross_entropy(logits, labels):
+    z = np.asarray(logits, np.float64)
+    m = z.max(-1, keepdims=True)
+    lse = m[..., 0] + np.log(np.exp(z - m).sum(-1))
+    return lse - np.take_along_axis(z, np.asarray(labels)[..., None], -1)[..., 0]
+
+
+def test_cross_entropy_matches_numpy_and_optax(maybe_jit):
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(4, 6, 10)) * 3, jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 10, (4, 6)), jnp.int32)
+    loss = maybe_jit(softmax_cross_entropy)(logits, labels)
+    assert loss.shape == (4, 6) and loss.dtype == jnp.float32
+    np.testing.assert_allclose(loss, numpy_cross_entropy(logits, labels), rtol=1e-5)
+    ref = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    np.testing.assert_allclose(loss, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_cross_entropy_gradient_is_softmax_minus_onehot():
+    logits = jnp.asarray([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    labels = jnp.asarray([2, 0])
+    g = jax.grad(lambda z: jnp.sum(softmax_cross_entropy(z, labels)))(logits)
+    z = np.asarray(logits, np.float64)
+    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    np.testing.assert_allclose(g, p - np.eye(3)[[2, 0]], rtol=1e-6, atol=1e-7)
+
+
+def test_cross_entropy_stable_for_huge_logits():
+    logits = jnp.asarray([[1e4, 0.0, -1e4], [-1e30, 1e30, 0.0]], jnp.float32)
+    labels = jnp.asarray([1, 1])
+    loss = softmax_cross_entropy(logits, labels)
+    np.testing.assert_allclose(loss, [1e4, 0.0])
+    g = jax.grad(lambda z: jnp.sum(softmax_cross_entropy(z, labels)))(logits)
+    assert np.all(np.isfinite(g))
+
+
+def test_cross_entropy_half_precision_keeps_dtype():
+    logits = jnp.asarray([[100.0, 99.0, 98.0]], jnp.bfloat16)
+    loss = softmax_cross_entropy(logits, jnp.asarray([0]))
+    assert loss.dtype == jnp.bfloat16
+    np.testing.assert_allclose(
+        np.float32(loss), numpy_cross_entropy([[100.0, 99.0, 98.0]], [0]), rtol=1e-2
+    )
+
+
+def test_cross_entropy_bad_inputs_raise():
+    logits = jnp.zeros((3, 4))
+    with pytest.raises(TypeError, match="labels must be integer"):
+        softmax_cross_entropy(logits, jnp.zeros(3))
+    with pytest.raises(ValueError, match="shape"):
+        softmax_cross_entropy(logits, jnp.zeros((3, 4), jnp.int32))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 4\)"):
+        softmax_cross_entropy(logits, jnp.asarray([0, 4, 1]))
+    with pytest.raises(TypeError, match="logits must be a floating"):
+        softmax_cross_entropy(jnp.zeros((3, 4), jnp.int32), jnp.zeros(3, jnp.int32))
+    # Under jit the range cannot be checked: an out-of-range label gives NaN.
+    loss = jax.jit(softmax_cross_entropy)(logits, jnp.asarray([0, 4, 1]))
+    assert np.isnan(loss[1]) and np.isfinite(loss[0])
+
+
+def test_mse_matches_numpy(maybe_jit):
+    rng = np.random.default_rng(1)
+    p = jnp.asarray(rng.normal(size=(8, 3)), jnp.float32)
+    t = jnp.asarray(rng.normal(size=(8, 3)), jnp.float32)
+    value = maybe_jit(mean_squared_error)(p, t)
+    expected = np.mean((np.asarray(p, np.float64) - np.asarray(t, np.float64)) ** 2)
+    assert value.shape == ()
+    np.testing.assert_allclose(value, expected, rtol=1e-6)
+    g = jax.grad(mean_squared_error)(p, t)
+    np.testing.assert_allclose(g, 2 * (np.asarray(p) - np.asarray(t)) / 24, rtol=1e-6)
+
+
+def test_mse_bad_inputs_raise():
+    with pytest.raises(ValueError, match=r"same shape.*\(4, 1\) and \(4,\)"):
+        mean_squared_error(jnp.zeros((4, 1)), jnp.zeros(4))
+    with pytest.raises(TypeError, match="floating"):
+        mean_squared_error(jnp.zeros(4, jnp.int32), jnp.zeros(4))
