@@ -62,3 +62,69 @@ def run_steps(tx, params, grads_fn, steps: int, apply):
         params = apply(params, updates)
         out.append(params)
     return out
+
+
+def mlp_params(seed: int, dtype=jnp.float32):
+    """A small nested MLP (dict, list, tuple, scalar leaf) for the optimizer tests."""
+    rng = np.random.default_rng(seed)
+
+    def arr(*shape, s=0.5):
+        return jnp.asarray(rng.normal(size=shape) * s, dtype)
+
+    return {
+        "layers": [
+            {"w": arr(4, 6), "b": arr(6, s=0.1)},
+            {"w": arr(6, 3), "b": arr(3, s=0.1)},
+        ],
+        "head": (arr(3), arr()),
+    }
+
+
+def mlp_loss(params, seed: int = 0):
+    """Mean squared error of the MLP of `mlp_params` on fixed synthetic data.
+
+    A real loss: gradients differ per leaf in scale and sign and change as the
+    params move, unlike a fixed gradient sequence.
+    """
+    rng = np.random.default_rng(1000 + seed)
+    x = jnp.asarray(rng.normal(size=(16, 4)), jnp.float32)
+    y = jnp.asarray(np.sin(rng.normal(size=(16,))), jnp.float32)
+    h = x.astype(params["layers"][0]["w"].dtype)
+    for layer in params["layers"]:
+        h = jnp.tanh(h @ layer["w"] + layer["b"][None, :])
+    scale, offset = params["head"]
+    pred = (h @ scale + offset).astype(jnp.float32)
+    return jnp.mean((pred - y) ** 2)
+
+
+def scan_trajectories(runs, params, loss, steps: int):
+    """Params after each of `steps` updates, for several `(tx, apply)` runs at once.
+
+    All runs start from `params` and are compiled together into one program (one
+    `lax.scan` per run under a single `jax.jit`), so comparing an optimizer with
+    its optax twin, with two settings each, costs one compilation. `apply` is the
+    library's apply_updates. Returns one pytree per run whose leaves have a
+    leading axis of length `steps`.
+    """
+
+    @jax.jit
+    def run(params):
+        out = []
+        for tx, apply in runs:
+
+            def step(carry, _, tx=tx, apply=apply):
+                p, s = carry
+                u, s = tx.update(jax.grad(loss)(p), s, p)
+                p = apply(p, u)
+                return (p, s), p
+
+            init = (params, tx.init(params))
+            out.append(jax.lax.scan(step, init, None, length=steps)[1])
+        return out
+
+    return run(params)
+
+
+def scan_trajectory(tx, params, loss, steps: int, apply):
+    """`scan_trajectories` for a single run."""
+    return scan_trajectories([(tx, apply)], params, loss, steps)[0]

@@ -1,4 +1,4 @@
-"""Optimizers as short chains of building blocks: gd, sgd, ...
+"""Optimizers as short chains of building blocks: gd, sgd, momentum, ..., nadam.
 
 Each optimizer returns a `GradientTransformation` whose updates are added to the
 params with `apply_updates`. Defaults equal optax's, so `jaxnn.sgd(0.1)` and
@@ -7,8 +7,12 @@ params with `apply_updates`. Defaults equal optax's, so `jaxnn.sgd(0.1)` and
 
 from __future__ import annotations
 
+from typing import Any
+
 from jaxnn._checks import check_decay
+from jaxnn.optim.adaptive import scale_by_adam, scale_by_rms, scale_by_rss
 from jaxnn.optim.base import GradientTransformation, chain
+from jaxnn.optim.regularization import add_decayed_weights
 from jaxnn.optim.transforms import ScalarOrSchedule, scale_by_learning_rate, trace
 
 
@@ -54,3 +58,274 @@ def sgd(
         return gd(learning_rate)
     check_decay("momentum", momentum)
     return chain(trace(momentum, nesterov), scale_by_learning_rate(learning_rate))
+
+
+def momentum(
+    learning_rate: ScalarOrSchedule, beta: float = 0.9
+) -> GradientTransformation:
+    """Heavy-ball momentum: v ← βv + g; W ← W − η v.
+
+    The lecture notes fold η into the velocity (v ← βv + ηg; W ← W − v); the two
+    forms give identical iterates for a constant η. Equal to
+    `optax.sgd(learning_rate, momentum=beta)`.
+
+    Args:
+      learning_rate: η, a number >= 0 or a schedule `count -> η`.
+      beta: β in [0, 1) (default 0.9).
+
+    Returns:
+      A GradientTransformation with state `(TraceState, lr state)`.
+
+    Raises:
+      ValueError: if a concrete hyperparameter is out of range (names it).
+
+    References:
+      Polyak, "Some methods of speeding up the convergence of iteration
+      methods", 1964.
+    """
+    check_decay("beta", beta)
+    return sgd(learning_rate, momentum=beta)
+
+
+def nesterov(
+    learning_rate: ScalarOrSchedule, beta: float = 0.9
+) -> GradientTransformation:
+    """Nesterov accelerated gradient: v ← βv + g; W ← W − η (g + βv).
+
+    The notes' look-ahead form v ← βv + η∇L(W − βv), W ← W − v needs the gradient
+    at a shifted point; this form needs only the gradient at W and gives the same
+    iterates under the change of variables W' = W − βv (Sutskever et al. 2013;
+    `tests/test_optimizers.py` checks the equivalence). Equal to
+    `optax.sgd(learning_rate, momentum=beta, nesterov=True)`.
+
+    Args:
+      learning_rate: η, a number >= 0 or a schedule `count -> η`.
+      beta: β in [0, 1) (default 0.9).
+
+    Returns:
+      A GradientTransformation.
+
+    Raises:
+      ValueError: if a concrete hyperparameter is out of range (names it).
+
+    References:
+      Nesterov, 1983; Sutskever et al., "On the importance of initialization
+      and momentum in deep learning", ICML 2013.
+    """
+    check_decay("beta", beta)
+    return sgd(learning_rate, momentum=beta, nesterov=True)
+
+
+def adagrad(
+    learning_rate: ScalarOrSchedule,
+    initial_accumulator_value: float = 0.1,
+    eps: float = 1e-7,
+) -> GradientTransformation:
+    """Adagrad: G ← G + g²; W ← W − η g / √(G + ε).
+
+    Each parameter's effective rate only decreases, which suits sparse features.
+    As optax (and unlike the notes' G₀ = 0), G starts at 0.1 and ε sits inside
+    the square root.
+
+    Args:
+      learning_rate: η, a number >= 0 or a schedule `count -> η`.
+      initial_accumulator_value: G₀ >= 0 (default 0.1).
+      eps: ε >= 0 (default 1e-7).
+
+    Returns:
+      A GradientTransformation with state `(ScaleByRssState, lr state)`.
+
+    Raises:
+      ValueError: if a concrete hyperparameter is out of range (names it).
+
+    References:
+      Duchi et al., "Adaptive Subgradient Methods for Online Learning and
+      Stochastic Optimization", JMLR 2011.
+    """
+    return chain(
+        scale_by_rss(initial_accumulator_value, eps),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def rmsprop(
+    learning_rate: ScalarOrSchedule,
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    centered: bool = False,
+    momentum: float | None = None,
+    nesterov: bool = False,
+) -> GradientTransformation:
+    """RMSprop: G ← βG + (1 − β)g²; W ← W − η g / √(G + ε).
+
+    Fixes Adagrad's ever-shrinking rate with a moving average. `centered=True`
+    divides by √(G − m² + ε), m the moving average of g. With `momentum` μ the
+    scaled step s = η g / √(…) goes through a trace, u ← μu + s, W ← W − u
+    (W ← W − (s + μu) with `nesterov`), in optax's order: the learning rate is
+    applied before the momentum, so a schedule scales each step as it enters.
+
+    Args:
+      learning_rate: η, a number >= 0 or a schedule `count -> η`.
+      decay: β in [0, 1) (default 0.9).
+      eps: ε >= 0, inside the square root (default 1e-8; PyTorch adds it
+        outside).
+      initial_scale: G₀ >= 0 (default 0.0).
+      centered: whether to subtract the squared mean gradient.
+      momentum: μ in [0, 1), or None (default) for no momentum.
+      nesterov: Nesterov momentum (needs `momentum`).
+
+    Returns:
+      A GradientTransformation.
+
+    Raises:
+      ValueError: if a concrete hyperparameter is out of range (names it), or
+        `nesterov=True` without `momentum`.
+
+    References:
+      Tieleman & Hinton, "Lecture 6.5 - RMSProp", COURSERA 2012; Graves,
+      "Generating Sequences With Recurrent Neural Networks", 2013 (centered).
+    """
+    rms = scale_by_rms(decay, eps, initial_scale, centered)
+    lr = scale_by_learning_rate(learning_rate)
+    if momentum is None:
+        if nesterov:
+            raise ValueError("nesterov=True needs a momentum, got momentum=None")
+        return chain(rms, lr)
+    check_decay("momentum", momentum)
+    return chain(rms, lr, trace(momentum, nesterov))
+
+
+def adam(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """Adam: moment estimates with bias correction.
+
+    With t the step number (1 first)::
+
+        m ← β₁m + (1 − β₁)g       v ← β₂v + (1 − β₂)g²
+        m̂ = m / (1 − β₁ᵗ)         v̂ = v / (1 − β₂ᵗ)
+        W ← W − η m̂ / (√(v̂ + ε_root) + ε)
+
+    The lecture notes omit the bias correction; every real Adam has it (without
+    it the first steps are ~1/(1 − β₁) too small).
+
+    Args:
+      learning_rate: η, a number >= 0 or a schedule `count -> η`.
+      b1: β₁ in [0, 1) (default 0.9).
+      b2: β₂ in [0, 1) (default 0.999).
+      eps: ε >= 0 outside the square root (default 1e-8).
+      eps_root: ε_root >= 0 inside it (default 0.0).
+      mu_dtype: dtype of m (None: the params'). float32 under bfloat16 params
+        keeps the moments accurate.
+      nu_dtype: dtype of v (None: the params'). optax has only `mu_dtype`.
+
+    Returns:
+      A GradientTransformation with state `(ScaleByAdamState, lr state)`.
+
+    Raises:
+      ValueError: if a concrete hyperparameter is out of range (names it).
+
+    References:
+      Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+    """
+    return chain(
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def adamw(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 1e-4,
+    mask: Any = None,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """AdamW: Adam with decoupled weight decay, scaled by the learning rate.
+
+    W ← W − η (m̂ / (√v̂ + ε) + λW), with m̂ and v̂ as in `adam`. The notes write
+    the decay as −λW without η; jaxnn follows optax and PyTorch, where the decay
+    is multiplied by the learning rate (Loshchilov & Hutter's schedule
+    multiplier), so a learning-rate schedule also anneals the decay.
+
+    Args:
+      learning_rate: η, a number >= 0 or a schedule `count -> η`.
+      b1: β₁ in [0, 1) (default 0.9).
+      b2: β₂ in [0, 1) (default 0.999).
+      eps: ε >= 0 (default 1e-8).
+      weight_decay: λ >= 0 (default 1e-4, as optax), or a schedule.
+      mask: which params are decayed: None (all), a pytree of bools with the
+        params' structure, or a callable `params -> pytree of bools`; use it to
+        exempt biases and BatchNorm scales.
+      mu_dtype: dtype of m (None: the params').
+      nu_dtype: dtype of v (None: the params').
+
+    Returns:
+      A GradientTransformation; its `update` needs `params`.
+
+    Raises:
+      ValueError: if a concrete hyperparameter is out of range (names it).
+
+    References:
+      Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
+    """
+    return chain(
+        scale_by_adam(b1, b2, eps, 0.0, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def nadam(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """Nadam: Adam with a Nesterov look-ahead first moment.
+
+    As `adam`, with m̂ replaced by β₁m / (1 − β₁ᵗ⁺¹) + (1 − β₁)g / (1 − β₁ᵗ).
+    The notes' W − η/√(v + ε)·(m_t + β₁m_{t−1}) is a loose sketch of the same
+    look-ahead; jaxnn follows Dozat (2016) as optax does (without Dozat's extra
+    β₂ factor on v̂, as optax and PyTorch).
+
+    Args:
+      learning_rate: η, a number >= 0 or a schedule `count -> η`.
+      b1: β₁ in [0, 1) (default 0.9).
+      b2: β₂ in [0, 1) (default 0.999).
+      eps: ε >= 0 (default 1e-8).
+      eps_root: ε_root >= 0 (default 0.0).
+      mu_dtype: dtype of m (None: the params').
+      nu_dtype: dtype of v (None: the params').
+
+    Returns:
+      A GradientTransformation with state `(ScaleByAdamState, lr state)`.
+
+    Raises:
+      ValueError: if a concrete hyperparameter is out of range (names it).
+
+    References:
+      Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
+    """
+    return chain(
+        scale_by_adam(
+            b1, b2, eps, eps_root, nesterov=True, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+        ),
+        scale_by_learning_rate(learning_rate),
+    )

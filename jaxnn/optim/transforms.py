@@ -2,7 +2,13 @@
 
 Each is a `GradientTransformation`; an optimizer is a short `chain` of them (see
 `optimizers.py`). Hyperparameters given as Python numbers are validated here, when the
-transform is built.
+transform is built. The adaptive scalings (Adagrad, RMSprop, Adam) live in
+`adaptive.py`; weight decay, L1 and masking in `regularization.py`.
+
+Dtypes: element-wise arithmetic is done in float32 or wider (bfloat16 moments and
+gradients are widened, then rounded once when stored); each state leaf keeps the
+dtype it was created with (the params' unless `mu_dtype`/`nu_dtype` say otherwise),
+and the outgoing updates have the dtype of the incoming ones.
 """
 
 from __future__ import annotations
@@ -13,7 +19,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn._checks import check_decay, check_learning_rate, check_tree_matches
+from jaxnn._checks import (
+    check_decay,
+    check_learning_rate,
+    check_tree_matches,
+)
 from jaxnn.optim.base import (
     GradientTransformation,
     Updates,
@@ -28,16 +38,54 @@ ScalarOrSchedule = float | jax.Array | Schedule
 def _scale_tree(tree: Updates, factor: Any) -> Updates:
     """Multiplies every leaf by `factor`, keeping each leaf's dtype.
 
-    The product is formed in the wider of the two dtypes, so a float32 factor
-    scales bfloat16 updates with one rounding.
+    The product is formed in float32 or wider, so a float32 factor scales
+    bfloat16 updates with one rounding.
     """
     factor = jnp.asarray(factor)
 
     def mul(g):
-        wide = jnp.promote_types(g.dtype, factor.dtype)
+        wide = _compute_dtype(g.dtype, factor.dtype)
         return (g.astype(wide) * factor.astype(wide)).astype(g.dtype)
 
     return jax.tree.map(mul, tree)
+
+
+def _map_leaves(fn: Callable[..., tuple], updates: Updates, *trees: Any) -> tuple:
+    """Applies `fn(g, *state_leaves)` leaf by leaf; returns one tree per output.
+
+    `fn` returns a tuple with one entry for the outgoing update and one per state
+    tree. The trees must have the structure of `updates` (callers check it first
+    with `check_tree_matches`, which names the mismatching side).
+    """
+    leaves, treedef = jax.tree.flatten(updates)
+    others = [treedef.flatten_up_to(t) for t in trees]
+    results = [fn(*args) for args in zip(leaves, *others, strict=True)]
+    return tuple(
+        treedef.unflatten([r[i] for r in results]) for i in range(len(trees) + 1)
+    )
+
+
+def _compute_dtype(*dtypes: Any) -> jnp.dtype:
+    """float32, or float64 if any of `dtypes` is: the dtype of element-wise maths.
+
+    Chosen without `jnp.promote_types`, which refuses bfloat16 + float32 under
+    `jax.numpy_dtype_promotion("strict")`; every operand is cast explicitly.
+    """
+    if any(jnp.dtype(d) == jnp.float64 for d in dtypes):
+        return jnp.dtype(jnp.float64)
+    return jnp.dtype(jnp.float32)
+
+
+def _zeros_tree(params: Any, dtype: Any = None) -> Any:
+    return jax.tree.map(
+        lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.asarray(p).dtype), params
+    )
+
+
+def _full_tree(params: Any, value: Any) -> Any:
+    return jax.tree.map(
+        lambda p: jnp.full(jnp.shape(p), value, jnp.asarray(p).dtype), params
+    )
 
 
 def scale(factor: float) -> GradientTransformation:
@@ -148,20 +196,19 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
     check_decay("decay", decay)
 
     def init(params):
-        return TraceState(trace=jax.tree.map(jnp.zeros_like, params))
+        return TraceState(trace=_zeros_tree(params))
+
+    def leaf(g, v):
+        wide = _compute_dtype(g.dtype, v.dtype)
+        gw = g.astype(wide)
+        v_new = decay * v.astype(wide) + gw
+        out = gw + decay * v_new if nesterov else v_new
+        return out.astype(g.dtype), v_new.astype(v.dtype)
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         check_tree_matches(updates, "updates", state.trace, "state.trace")
-        new_trace = jax.tree.map(
-            lambda g, v: (decay * v + g).astype(v.dtype), updates, state.trace
-        )
-        if nesterov:
-            out = jax.tree.map(
-                lambda g, v: (g + decay * v).astype(g.dtype), updates, new_trace
-            )
-        else:
-            out = new_trace
+        out, new_trace = _map_leaves(leaf, updates, state.trace)
         return out, TraceState(trace=new_trace)
 
     return GradientTransformation(init, update)

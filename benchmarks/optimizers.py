@@ -1,0 +1,249 @@
+"""jaxnn vs optax: the jitted optimizer step, timed in the same process, interleaved.
+
+Run `python benchmarks/optimizers.py` (full, about a few minutes on a 2-core CPU) or
+`python benchmarks/optimizers.py --quick` (small sizes, a smoke run).
+
+What is timed: `step(params, state, grads) -> (params, state)`, that is
+`tx.update(grads, state, params)` followed by `apply_updates`, jitted once per
+library with `donate_argnums=(0, 1)` (params and state are donated, so XLA may update
+them in place). Per round, jaxnn and optax are each run once (A B A B ..., the order
+alternating between rounds), each call is `block_until_ready`-ed, after warm-up
+calls; the figure is the median over the rounds.
+
+Cases: (a) one float32 leaf of 2**24 (16.8M) elements; (b) a ResNet-50-shaped tree:
+161 float32 leaves, 25.6M parameters (HWIO conv kernels, BatchNorm scale and bias
+vectors, a 2048x1000 dense kernel and its bias).
+
+Bandwidth: a jitted, donated triad `a = b + s*c` (reads b and c, writes a: 3 arrays)
+is timed in the same run on the same number of elements, and each step's fraction
+of it is (minimum bytes / step time) / (triad bytes / triad time). The minimum
+bytes model counts each array that must be read or written once, 4 bytes per
+float32 element, n elements:
+
+    gd, sgd                       read g, p; write p                      3 n
+    momentum, nesterov, adagrad,
+    rmsprop                       read g, s, p; write s, p                5 n
+    rmsprop centered / momentum   read g, s1, s2, p; write s1, s2, p      7 n
+    adam, adamw, nadam            read g, m, v, p; write m, v, p          7 n
+    clip_by_global_norm + adamw   adamw plus one extra read of g (norm)   8 n
+
+Compile time is that of `jax.jit(step).lower(...).compile()` for each library.
+Figures from a shared 2-core machine are noisy; rerun before drawing conclusions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxnn
+
+LR = 1e-3
+
+# name: (jaxnn factory, optax factory, arrays moved per element)
+OPTIMIZERS: dict[str, tuple[Callable, Callable, int]] = {
+    "gd": (lambda: jaxnn.gd(LR), lambda: optax.sgd(LR), 3),
+    "sgd": (lambda: jaxnn.sgd(LR), lambda: optax.sgd(LR), 3),
+    "momentum": (lambda: jaxnn.momentum(LR), lambda: optax.sgd(LR, 0.9), 5),
+    "nesterov": (
+        lambda: jaxnn.nesterov(LR),
+        lambda: optax.sgd(LR, 0.9, nesterov=True),
+        5,
+    ),
+    "adagrad": (lambda: jaxnn.adagrad(LR), lambda: optax.adagrad(LR), 5),
+    "rmsprop": (lambda: jaxnn.rmsprop(LR), lambda: optax.rmsprop(LR), 5),
+    "rmsprop_centered": (
+        lambda: jaxnn.rmsprop(LR, centered=True),
+        lambda: optax.rmsprop(LR, centered=True),
+        7,
+    ),
+    "rmsprop_momentum": (
+        lambda: jaxnn.rmsprop(LR, momentum=0.9),
+        lambda: optax.rmsprop(LR, momentum=0.9),
+        7,
+    ),
+    "adam": (lambda: jaxnn.adam(LR), lambda: optax.adam(LR), 7),
+    "adamw": (lambda: jaxnn.adamw(LR), lambda: optax.adamw(LR), 7),
+    "nadam": (lambda: jaxnn.nadam(LR), lambda: optax.nadam(LR), 7),
+    "clip+adamw": (
+        lambda: jaxnn.chain(jaxnn.clip_by_global_norm(1.0), jaxnn.adamw(LR)),
+        lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(LR)),
+        8,
+    ),
+}
+
+
+def resnet50_shapes(width_div: int = 1) -> dict:
+    """Parameter shapes of ResNet-50 (HWIO kernels, BN scale/bias, dense)."""
+    shapes: dict = {}
+
+    def conv_bn(name, k, cin, cout):
+        shapes[f"{name}/kernel"] = (k, k, cin, cout)
+        shapes[f"{name}/bn_scale"] = (cout,)
+        shapes[f"{name}/bn_bias"] = (cout,)
+
+    stem = 64 // width_div
+    conv_bn("stem", 7, 3, stem)
+    cin = stem
+    for stage, (blocks, width) in enumerate(
+        zip((3, 4, 6, 3), (64, 128, 256, 512), strict=True)
+    ):
+        width //= width_div
+        for b in range(blocks):
+            name = f"stage{stage}/block{b}"
+            conv_bn(f"{name}/conv1", 1, cin, width)
+            conv_bn(f"{name}/conv2", 3, width, width)
+            conv_bn(f"{name}/conv3", 1, width, 4 * width)
+            if b == 0:
+                conv_bn(f"{name}/downsample", 1, cin, 4 * width)
+            cin = 4 * width
+    shapes["head/kernel"] = (cin, 1000)
+    shapes["head/bias"] = (1000,)
+    return shapes
+
+
+def make_tree(shapes: dict, seed: int) -> dict:
+    keys = jax.random.split(jax.random.key(seed), len(shapes))
+    return {
+        name: jax.random.normal(k, shape, jnp.float32) * 0.01
+        for k, (name, shape) in zip(keys, shapes.items(), strict=True)
+    }
+
+
+def make_step(tx, apply):
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return apply(params, updates), state
+
+    return step
+
+
+def compile_step(tx, apply, params, grads):
+    state = tx.init(params)
+    t0 = time.perf_counter()
+    compiled = (
+        jax.jit(make_step(tx, apply), donate_argnums=(0, 1))
+        .lower(params, state, grads)
+        .compile()
+    )
+    return compiled, state, time.perf_counter() - t0
+
+
+def copy_tree(tree):
+    return jax.tree.map(lambda x: x.copy(), tree)
+
+
+def time_triad(n: int, rounds: int, warmup: int) -> float:
+    """Median seconds of the donated triad a = b + s*c on n float32 elements."""
+    b = jnp.ones((n,), jnp.float32)
+    c = jnp.full((n,), 2.0, jnp.float32)
+    a = jnp.zeros((n,), jnp.float32)
+    triad = jax.jit(lambda a, b, c, s: b + s * c, donate_argnums=(0,))
+    s = jnp.float32(0.5)
+    for _ in range(warmup):
+        a = triad(a, b, c, s).block_until_ready()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        a = triad(a, b, c, s).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_case(label: str, params: dict, grads: dict, rounds: int, warmup: int, names):
+    n = sum(x.size for x in jax.tree.leaves(params))
+    triad_s = time_triad(n, rounds, warmup)
+    triad_bw = 3 * 4 * n / triad_s
+    print(
+        f"\n== {label}: {len(jax.tree.leaves(params))} leaves, {n / 1e6:.1f}M "
+        f"float32 params; triad {triad_s * 1e3:.2f} ms = {triad_bw / 1e9:.1f} GB/s"
+    )
+    header = (
+        f"{'optimizer':<18}{'jaxnn ms':>10}{'optax ms':>10}{'ratio':>8}"
+        f"{'jaxnn %bw':>11}{'optax %bw':>11}{'compile j/o s':>16}{'c.ratio':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for name in names:
+        ours_f, theirs_f, arrays = OPTIMIZERS[name]
+        libs = {
+            "jaxnn": (ours_f(), jaxnn.apply_updates),
+            "optax": (theirs_f(), optax.apply_updates),
+        }
+        run = {}
+        for lib, (tx, apply) in libs.items():
+            compiled, state, compile_s = compile_step(tx, apply, params, grads)
+            run[lib] = [compiled, copy_tree(params), state, compile_s, []]
+        for _ in range(warmup):
+            for r in run.values():
+                r[1], r[2] = r[0](r[1], r[2], grads)
+                jax.block_until_ready((r[1], r[2]))
+        order = list(run)
+        for i in range(rounds):
+            for lib in order if i % 2 == 0 else order[::-1]:
+                r = run[lib]
+                t0 = time.perf_counter()
+                r[1], r[2] = r[0](r[1], r[2], grads)
+                jax.block_until_ready((r[1], r[2]))
+                r[4].append(time.perf_counter() - t0)
+        ms = {lib: statistics.median(r[4]) * 1e3 for lib, r in run.items()}
+        bw = {lib: arrays * 4 * n / (ms[lib] / 1e3) / triad_bw for lib in run}
+        c = {lib: r[3] for lib, r in run.items()}
+        print(
+            f"{name:<18}{ms['jaxnn']:>10.2f}{ms['optax']:>10.2f}"
+            f"{ms['jaxnn'] / ms['optax']:>8.2f}{bw['jaxnn']:>11.0%}{bw['optax']:>11.0%}"
+            f"{c['jaxnn']:>8.2f}/{c['optax']:<7.2f}{c['jaxnn'] / c['optax']:>9.2f}"
+        )
+        rows.append((name, ms, bw, c))
+        del run
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, 3 rounds: a smoke run"
+    )
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="optimizer names to run"
+    )
+    args = parser.parse_args()
+    rounds = args.rounds or (3 if args.quick else 15)
+    warmup = 1 if args.quick else 3
+    names = args.only or list(OPTIMIZERS)
+    leaf_n = 2**14 if args.quick else 2**24
+    width_div = 16 if args.quick else 1
+    print(
+        f"jax {jax.__version__}, optax {optax.__version__}, backend "
+        f"{jax.default_backend()} ({jax.devices()[0].device_kind}), "
+        f"{rounds} rounds, median; step = update + apply_updates, donated"
+    )
+    rng = np.random.default_rng(0)
+    leaf = {"w": jnp.asarray(rng.normal(size=leaf_n), jnp.float32)}
+    leaf_g = {"w": jnp.asarray(rng.normal(size=leaf_n) * 1e-2, jnp.float32)}
+    bench_case(
+        f"single leaf 2**{int(np.log2(leaf_n))}", leaf, leaf_g, rounds, warmup, names
+    )
+    del leaf, leaf_g
+    shapes = resnet50_shapes(width_div)
+    bench_case(
+        "ResNet-50-shaped tree",
+        make_tree(shapes, 0),
+        make_tree(shapes, 1),
+        rounds,
+        warmup,
+        names,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""Per-parameter adaptive scalings: scale_by_rss (Adagrad), scale_by_rms, scale_by_adam.
+
+Each divides the gradient by a running estimate of its magnitude, element by element.
+Dtypes follow `transforms.py`: arithmetic in float32 or wider, each state leaf keeps
+the dtype it was created with (the params' unless `mu_dtype`/`nu_dtype` say
+otherwise), and outgoing updates keep the dtype of the incoming ones. Per step, the
+bias corrections are computed once (scalars) and each leaf is read and written once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn._checks import check_decay, check_nonnegative, check_tree_matches
+from jaxnn.optim.base import GradientTransformation, Updates, safe_increment
+from jaxnn.optim.transforms import (
+    _compute_dtype,
+    _full_tree,
+    _map_leaves,
+    _zeros_tree,
+)
+
+
+class ScaleByRssState(NamedTuple):
+    """State of `scale_by_rss` (Adagrad).
+
+    Attributes:
+      sum_of_squares: G, the running sum of squared gradients (params' dtype).
+    """
+
+    sum_of_squares: Updates
+
+
+def scale_by_rss(
+    initial_accumulator_value: float = 0.1, eps: float = 1e-7
+) -> GradientTransformation:
+    """Adagrad's scaling: G ← G + g²; returns g / √(G + ε).
+
+    Where G is 0 (possible only with `initial_accumulator_value=0` and zero
+    gradients so far) the update is 0, as optax.
+
+    Args:
+      initial_accumulator_value: the value G starts at, >= 0 (0.1, as optax).
+      eps: ε >= 0, added to G under the square root.
+
+    Returns:
+      A GradientTransformation with state `ScaleByRssState`.
+
+    Raises:
+      ValueError: if a concrete argument is negative or NaN.
+
+    References:
+      Duchi et al., "Adaptive Subgradient Methods for Online Learning and
+      Stochastic Optimization", JMLR 2011.
+    """
+    check_nonnegative("initial_accumulator_value", initial_accumulator_value)
+    check_nonnegative("eps", eps)
+
+    def init(params):
+        return ScaleByRssState(_full_tree(params, initial_accumulator_value))
+
+    def leaf(g, s):
+        wide = _compute_dtype(g.dtype, s.dtype)
+        gw = g.astype(wide)
+        s_new = gw * gw + s.astype(wide)
+        inv = jnp.where(s_new > 0, jax.lax.rsqrt(s_new + eps), 0.0)
+        return (inv * gw).astype(g.dtype), s_new.astype(s.dtype)
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        check_tree_matches(
+            updates, "updates", state.sum_of_squares, "state.sum_of_squares"
+        )
+        out, new = _map_leaves(leaf, updates, state.sum_of_squares)
+        return out, ScaleByRssState(new)
+
+    return GradientTransformation(init, update)
+
+
+class ScaleByRmsState(NamedTuple):
+    """State of `scale_by_rms` (RMSprop).
+
+    Attributes:
+      nu: G, the moving average of squared gradients (params' dtype).
+    """
+
+    nu: Updates
+
+
+class ScaleByCenteredRmsState(NamedTuple):
+    """State of `scale_by_rms(centered=True)`.
+
+    Attributes:
+      mu: the moving average of gradients (params' dtype).
+      nu: the moving average of squared gradients (params' dtype).
+    """
+
+    mu: Updates
+    nu: Updates
+
+
+def scale_by_rms(
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    centered: bool = False,
+) -> GradientTransformation:
+    """RMSprop's scaling: G ← βG + (1 − β)g²; returns g / √(G + ε).
+
+    With `centered=True` the gradient's moving average m ← βm + (1 − β)g is kept
+    too and the update is g / √(G − m² + ε): the second moment becomes a
+    variance estimate (Graves 2013), as `optax.scale_by_stddev`.
+
+    Args:
+      decay: β in [0, 1).
+      eps: ε >= 0, added under the square root (as optax and TF; PyTorch adds it
+        outside).
+      initial_scale: the value G starts at, >= 0 (PyTorch uses 0, TF1 uses 1).
+      centered: whether to subtract the squared mean gradient.
+
+    Returns:
+      A GradientTransformation with state `ScaleByRmsState`, or
+      `ScaleByCenteredRmsState` if `centered`.
+
+    Raises:
+      ValueError: if a concrete argument is out of range.
+
+    References:
+      Tieleman & Hinton, "Lecture 6.5 - RMSProp", COURSERA 2012; Graves,
+      "Generating Sequences With Recurrent Neural Networks", 2013.
+    """
+    check_decay("decay", decay)
+    check_nonnegative("eps", eps)
+    check_nonnegative("initial_scale", initial_scale)
+
+    def init(params):
+        nu = _full_tree(params, initial_scale)
+        if centered:
+            return ScaleByCenteredRmsState(mu=_zeros_tree(params), nu=nu)
+        return ScaleByRmsState(nu=nu)
+
+    def leaf(g, n):
+        wide = _compute_dtype(g.dtype, n.dtype)
+        gw = g.astype(wide)
+        n_new = (1 - decay) * (gw * gw) + decay * n.astype(wide)
+        out = jax.lax.rsqrt(n_new + eps) * gw
+        return out.astype(g.dtype), n_new.astype(n.dtype)
+
+    def centered_leaf(g, m, n):
+        wide = _compute_dtype(g.dtype, m.dtype, n.dtype)
+        gw = g.astype(wide)
+        m_new = (1 - decay) * gw + decay * m.astype(wide)
+        n_new = (1 - decay) * (gw * gw) + decay * n.astype(wide)
+        out = jax.lax.rsqrt(n_new - m_new * m_new + eps) * gw
+        return out.astype(g.dtype), m_new.astype(m.dtype), n_new.astype(n.dtype)
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        check_tree_matches(updates, "updates", state.nu, "state.nu")
+        if not centered:
+            out, nu = _map_leaves(leaf, updates, state.nu)
+            return out, ScaleByRmsState(nu=nu)
+        check_tree_matches(updates, "updates", state.mu, "state.mu")
+        out, mu, nu = _map_leaves(centered_leaf, updates, state.mu, state.nu)
+        return out, ScaleByCenteredRmsState(mu=mu, nu=nu)
+
+    return GradientTransformation(init, update)
+
+
+class ScaleByAdamState(NamedTuple):
+    """State of `scale_by_adam`.
+
+    Attributes:
+      count: int32 number of updates so far (t after the update; saturates).
+      mu: m, the moving average of gradients (`mu_dtype`, else params' dtype).
+      nu: v, the moving average of squared gradients (`nu_dtype`, else params').
+    """
+
+    count: jax.Array
+    mu: Updates
+    nu: Updates
+
+
+def _canonical_dtype(name: str, dtype: Any) -> jnp.dtype | None:
+    if dtype is None:
+        return None
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{name} must be a floating dtype or None, got {dtype}")
+    return dtype
+
+
+def _bias_correction(decay: Any, count: jax.Array) -> jax.Array:
+    """1 − decayᵗ in float32 (computed once per step, not per leaf)."""
+    return 1 - decay ** count.astype(jnp.float32)
+
+
+def scale_by_adam(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    nesterov: bool = False,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """Adam's scaling, with bias correction; Nadam's with `nesterov=True`.
+
+    With t the step number (1 for the first update)::
+
+        m ← β₁m + (1 − β₁)g          v ← β₂v + (1 − β₂)g²
+        m̂ = m / (1 − β₁ᵗ)            v̂ = v / (1 − β₂ᵗ)
+        returns m̂ / (√(v̂ + ε_root) + ε)
+
+    With `nesterov=True` (Nadam, Dozat 2016, as optax) m̂ is replaced by
+    β₁m / (1 − β₁ᵗ⁺¹) + (1 − β₁)g / (1 − β₁ᵗ).
+
+    Args:
+      b1: β₁ in [0, 1), decay of the first moment.
+      b2: β₂ in [0, 1), decay of the second moment.
+      eps: ε >= 0, added outside the square root.
+      eps_root: ε_root >= 0, added inside it (helps when differentiating
+        through the update).
+      nesterov: whether to use Nadam's look-ahead first moment.
+      mu_dtype: dtype of m; None keeps the params' dtype. float32 under
+        bfloat16 params keeps the moments accurate.
+      nu_dtype: dtype of v; None keeps the params' dtype.
+
+    Returns:
+      A GradientTransformation with state `ScaleByAdamState`.
+
+    Raises:
+      ValueError: if a concrete argument is out of range or a dtype is not
+        floating.
+
+    References:
+      Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015;
+      Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
+    """
+    check_decay("b1", b1)
+    check_decay("b2", b2)
+    check_nonnegative("eps", eps)
+    check_nonnegative("eps_root", eps_root)
+    mu_dtype = _canonical_dtype("mu_dtype", mu_dtype)
+    nu_dtype = _canonical_dtype("nu_dtype", nu_dtype)
+
+    def init(params):
+        return ScaleByAdamState(
+            count=jnp.zeros((), jnp.int32),
+            mu=_zeros_tree(params, mu_dtype),
+            nu=_zeros_tree(params, nu_dtype),
+        )
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        check_tree_matches(updates, "updates", state.mu, "state.mu")
+        check_tree_matches(updates, "updates", state.nu, "state.nu")
+        count = safe_increment(state.count)
+        bc1 = _bias_correction(b1, count)
+        bc2 = _bias_correction(b2, count)
+        bc1_next = _bias_correction(b1, safe_increment(count)) if nesterov else None
+
+        def leaf(g, m, v):
+            wide = _compute_dtype(g.dtype, m.dtype, v.dtype)
+            gw = g.astype(wide)
+            m_new = (1 - b1) * gw + b1 * m.astype(wide)
+            v_new = (1 - b2) * (gw * gw) + b2 * v.astype(wide)
+            if nesterov:
+                m_hat = b1 * (m_new / bc1_next.astype(wide)) + (1 - b1) * (
+                    gw / bc1.astype(wide)
+                )
+            else:
+                m_hat = m_new / bc1.astype(wide)
+            v_hat = v_new / bc2.astype(wide)
+            out = m_hat / (jnp.sqrt(v_hat + eps_root) + eps)
+            return out.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+
+        out, mu, nu = _map_leaves(leaf, updates, state.mu, state.nu)
+        return out, ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+    return GradientTransformation(init, update)
