@@ -207,7 +207,7 @@ def main(steps=100, plot=None, *, learning_rate=0.01, seed=0, quiet=None):
                 zero = not np.any(n[:-1] > 0)
                 label = name.removeprefix(f"{panel} ")
                 if zero:
-                    label += " (all 0: not shown)"
+                    label += " (hidden all 0)"
                 ax.plot(layers, np.where(n > 0, n, np.nan), marker=".", label=label)
             ax.set(title=panel, xlabel="layer (1 = input side)", yscale="log")
             ax.legend(fontsize=7)
