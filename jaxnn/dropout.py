@@ -64,15 +64,15 @@ def _random_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 @partial(jax.jit, static_argnums=1)
 def _threefry_bits(data: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     # jit caches the compiled hash, so eager calls do not re-lower it each time.
-    # Split the leading axis in two halves hashed as the two words of one block:
-    # block i gives elements i and i + ceil(n0/2) along axis 0. Splitting the
-    # leading axis (not the flat array) keeps the concatenation a cheap copy.
-    n0 = shape[0]
-    half = (-(-n0 // 2), *shape[1:])
+    # Block i of the hash gives the adjacent elements 2i and 2i + 1 of the last
+    # axis. Pairing neighbours keeps the draw local to each shard when the array is
+    # sharded (on any axis but the last, or on the last in even-sized pieces).
+    n = shape[-1]
+    half = (*shape[:-1], -(-n // 2))
     counts = lax.iota(jnp.uint32, math.prod(half)).reshape(half)
     hi, lo = threefry2x32_p.bind(data[0], data[1], jnp.zeros_like(counts), counts)
-    bits = jnp.concatenate([hi, lo], axis=0)
-    return bits[:n0] if bits.shape[0] != n0 else bits
+    bits = jnp.stack([hi, lo], axis=-1).reshape(*shape[:-1], 2 * half[-1])
+    return bits[..., :n] if 2 * half[-1] != n else bits
 
 
 def _threshold(rate: Any, concrete: bool) -> jax.Array:
