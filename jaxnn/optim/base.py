@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn._checks import check_tree_matches
+from jaxnn._dtypes import accumulation_dtype, promote_types
 
 Params = Any
 Updates = Any
@@ -187,26 +188,10 @@ def apply_updates(params: Params, updates: Updates) -> Params:
             return None
         p = jnp.asarray(p)
         u = jnp.asarray(u)
-        wide = jnp.promote_types(p.dtype, u.dtype)
+        wide = promote_types(p.dtype, u.dtype)
         return (p.astype(wide) + u.astype(wide)).astype(p.dtype)
 
     return jax.tree.map(add, params, updates, is_leaf=lambda x: x is None)
-
-
-def accumulation_dtype(dtype: Any) -> jnp.dtype:
-    """The dtype in which jaxnn accumulates sums of squares of `dtype` values.
-
-    float16 and bfloat16 are widened to float32 so norms do not overflow or lose
-    precision; float32 and float64 are kept; complex dtypes give their real part's.
-
-    Args:
-      dtype: a floating or complex dtype.
-
-    Returns:
-      float32 or wider.
-    """
-    real = jnp.finfo(dtype).dtype
-    return jnp.promote_types(real, jnp.float32)
 
 
 def _widen(x: Any) -> jax.Array:
@@ -306,7 +291,7 @@ def norm_dtype(tree: Any) -> jnp.dtype:
         accumulation_dtype(x.dtype if hasattr(x, "dtype") else jnp.asarray(x).dtype)
         for x in jax.tree.leaves(tree)
     ]
-    return functools.reduce(jnp.promote_types, dtypes, jnp.dtype(jnp.float32))
+    return promote_types(jnp.float32, *dtypes)
 
 
 def safe_increment(count: jax.Array) -> jax.Array:

@@ -1,0 +1,42 @@
+"""Dtype rules shared by jaxnn modules (private).
+
+jaxnn code must run under `jax.numpy_dtype_promotion("strict")`, where
+`jnp.promote_types` refuses e.g. bfloat16 + float32. The helpers here compute the
+standard JAX promotion explicitly, and callers cast every operand themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def promote_types(*dtypes: Any) -> jnp.dtype:
+    """The standard JAX promotion of `dtypes`, whatever the promotion config.
+
+    Args:
+      *dtypes: at least one dtype.
+
+    Returns:
+      The promoted dtype.
+    """
+    with jax.numpy_dtype_promotion("standard"):
+        return functools.reduce(jnp.promote_types, dtypes)
+
+
+def accumulation_dtype(dtype: Any) -> jnp.dtype:
+    """The dtype in which jaxnn accumulates sums, norms and statistics of `dtype`.
+
+    float16 and bfloat16 are widened to float32 so sums do not overflow or lose
+    precision; float32 and float64 are kept; complex dtypes give their real part's.
+
+    Args:
+      dtype: a floating or complex dtype.
+
+    Returns:
+      float32 or wider.
+    """
+    return promote_types(jnp.finfo(dtype).dtype, jnp.float32)
