@@ -20,6 +20,16 @@ from jaxnn._checks import check_in_range
 Mask = Any | Callable[[Any], Any]
 
 
+def _accumulation_dtype(dtype: Any) -> jnp.dtype:
+    """float32 for half and single precision, the dtype itself when wider.
+
+    Written out instead of `jnp.promote_types(dtype, float32)`, which fails under
+    `jax.numpy_dtype_promotion("strict")` for bf16/fp16.
+    """
+    dtype = jnp.dtype(dtype)
+    return dtype if jnp.finfo(dtype).bits > 32 else jnp.dtype(jnp.float32)
+
+
 def _masked_leaves(params: Any, mask: Mask) -> list[jax.Array]:
     """The leaves of `params` selected by `mask` (all leaves when mask is None).
 
@@ -72,8 +82,10 @@ def _penalty(params: Any, strength: Any, mask: Mask, term) -> jax.Array:
             raise TypeError(f"params leaves must be floating arrays, got {w.dtype}")
     # Sums are accumulated in float32 or wider so bf16/fp16 weights do not overflow
     # or lose the small terms.
-    acc = jnp.result_type(
-        jnp.float32, *(jnp.promote_types(w.dtype, jnp.float32) for w in leaves)
+    acc = max(
+        (_accumulation_dtype(w.dtype) for w in leaves),
+        key=lambda d: d.itemsize,
+        default=jnp.dtype(jnp.float32),
     )
     total = sum(
         (jnp.sum(term(w.astype(acc))) for w in leaves), start=jnp.zeros((), acc)
