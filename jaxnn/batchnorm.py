@@ -35,16 +35,7 @@ import numpy as np
 from jax import lax
 
 from jaxnn._checks import check_in_range
-
-
-def _accumulation_dtype(dtype: Any) -> jnp.dtype:
-    """float32 for half and single precision, the dtype itself when wider.
-
-    Written out instead of `jnp.promote_types(dtype, float32)`, which fails under
-    `jax.numpy_dtype_promotion("strict")` for bf16/fp16.
-    """
-    dtype = jnp.dtype(dtype)
-    return dtype if jnp.finfo(dtype).bits > 32 else jnp.dtype(jnp.float32)
+from jaxnn._dtypes import accumulation_dtype
 
 
 class BatchNormParams(NamedTuple):
@@ -96,7 +87,7 @@ def batchnorm_init(
     dtype = jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"dtype must be a floating dtype, got {dtype}")
-    stats = _accumulation_dtype(dtype)
+    stats = accumulation_dtype(dtype)
     params = BatchNormParams(
         scale=jnp.ones((num_features,), dtype), bias=jnp.zeros((num_features,), dtype)
     )
@@ -129,7 +120,7 @@ def _moments(d: jax.Array, axes: tuple[int, ...], axis_name: Any):
 def _bn_forward(x, scale, bias, eps, axis, axis_name):
     """Training forward pass in the accumulation dtype; see the module docstring."""
     axes = tuple(i for i in range(x.ndim) if i != axis)
-    acc = _accumulation_dtype(x.dtype)
+    acc = accumulation_dtype(x.dtype)
     xf = x.astype(acc)
     k = _shift(xf, axis, axis_name)
     d = xf - k
@@ -261,7 +252,7 @@ def batchnorm(
     axis = _check_args(params, state, x, training, momentum, eps, axis)
     c = x.shape[axis]
     bshape = tuple(c if i == axis else 1 for i in range(x.ndim))
-    acc = _accumulation_dtype(x.dtype)
+    acc = accumulation_dtype(x.dtype)
 
     if not training:
         mean = jnp.asarray(state.mean).astype(acc).reshape(bshape)

@@ -8,15 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-
-def _accumulation_dtype(dtype: Any) -> jnp.dtype:
-    """float32 for half and single precision, the dtype itself when wider.
-
-    Written out instead of `jnp.promote_types(dtype, float32)`, which fails under
-    `jax.numpy_dtype_promotion("strict")` for bf16/fp16.
-    """
-    dtype = jnp.dtype(dtype)
-    return dtype if jnp.finfo(dtype).bits > 32 else jnp.dtype(jnp.float32)
+from jaxnn._dtypes import accumulation_dtype
 
 
 def softmax_cross_entropy(logits: Any, labels: Any) -> jax.Array:
@@ -58,7 +50,7 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> jax.Array:
             raise ValueError(
                 f"labels must be in [0, {num_classes}), got values in [{lo}, {hi}]"
             )
-    z = logits.astype(_accumulation_dtype(logits.dtype))
+    z = logits.astype(accumulation_dtype(logits.dtype))
     m = lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
     lse = jnp.log(jnp.sum(jnp.exp(z - m), axis=-1)) + m[..., 0]
     picked = jnp.take_along_axis(
@@ -94,6 +86,6 @@ def mean_squared_error(predictions: Any, targets: Any) -> jax.Array:
             "predictions and targets must have the same shape, got "
             f"{predictions.shape} and {targets.shape}"
         )
-    acc = _accumulation_dtype(predictions.dtype)
+    acc = accumulation_dtype(predictions.dtype)
     diff = predictions.astype(acc) - targets.astype(acc)
     return jnp.mean(jnp.square(diff))

@@ -16,18 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn._checks import check_in_range
+from jaxnn._dtypes import accumulation_dtype
 
 Mask = Any | Callable[[Any], Any]
-
-
-def _accumulation_dtype(dtype: Any) -> jnp.dtype:
-    """float32 for half and single precision, the dtype itself when wider.
-
-    Written out instead of `jnp.promote_types(dtype, float32)`, which fails under
-    `jax.numpy_dtype_promotion("strict")` for bf16/fp16.
-    """
-    dtype = jnp.dtype(dtype)
-    return dtype if jnp.finfo(dtype).bits > 32 else jnp.dtype(jnp.float32)
 
 
 def _masked_leaves(params: Any, mask: Mask) -> list[jax.Array]:
@@ -83,7 +74,7 @@ def _penalty(params: Any, strength: Any, mask: Mask, term) -> jax.Array:
     # Sums are accumulated in float32 or wider so bf16/fp16 weights do not overflow
     # or lose the small terms.
     acc = max(
-        (_accumulation_dtype(w.dtype) for w in leaves),
+        (accumulation_dtype(w.dtype) for w in leaves),
         key=lambda d: d.itemsize,
         default=jnp.dtype(jnp.float32),
     )
