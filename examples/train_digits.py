@@ -72,7 +72,7 @@ def make_optimizer(steps: int, peak_lr: float = 3e-3):
         init_value=0.0,
         peak_value=peak_lr,
         warmup_steps=max(1, steps // 10),
-        decay_steps=steps,
+        decay_steps=max(steps, 2),
         end_value=peak_lr * 1e-2,
     )
     return jaxnn.chain(

@@ -71,7 +71,7 @@ def make_loss(activation, batchnorm, skip):
     def loss_fn(params, bn_state, x, y):
         def layer(h, p):
             w, b, bn, state = p
-            z = h @ w + b
+            z = h @ w + b[None, :]
             if batchnorm:
                 z, state = jaxnn.batchnorm(bn, state, z, training=True)
             a = activation(z)
@@ -139,8 +139,17 @@ def linear_chain(a, depth=11):
     return jaxnn.gradient_report(grads)
 
 
-def main(steps=100, plot=None, *, learning_rate=0.01, seed=0, quiet=None):
-    """Returns {"chain": {...}, config name: {"layer_norms", "attenuation", ...}}."""
+def main(steps=100, plot=None, *, learning_rate=0.01, only=None, seed=0, quiet=None):
+    """Returns {"chain 0.5": ..., "chain 1.5": ..., config name: {...}}.
+
+    Args:
+      steps: SGD steps per config after the gradients at init are measured.
+      plot: path of a figure to save, or None.
+      learning_rate: SGD learning rate (momentum 0.9) for every config.
+      only: a subset of config names to run (default: all of `configs()`).
+      seed: PRNG seed.
+      quiet: True hides the progress bar; None shows it on a terminal only.
+    """
     device = jax.devices()[0]
     print(f"device: {device} ({device.platform})")
     start = time.perf_counter()
@@ -155,7 +164,8 @@ def main(steps=100, plot=None, *, learning_rate=0.01, seed=0, quiet=None):
             "exploding": bool(r.exploding),
         }
     key = jax.random.key(seed)
-    for name, spec in tqdm(configs().items(), desc="configs", disable=quiet):
+    todo = {k: v for k, v in configs().items() if only is None or k in only}
+    for name, spec in tqdm(todo.items(), desc="configs", disable=quiet):
         report, losses = run_config(spec, x, y, steps, key, learning_rate)
         results[name] = {
             "layer_norms": np.asarray(report.layer_norms),
@@ -184,7 +194,7 @@ def main(steps=100, plot=None, *, learning_rate=0.01, seed=0, quiet=None):
         f"{'config':<24} {'layer 1':>9} {'layer 20':>9} {'1/20 ratio':>10} "
         f"{'vanish':>6} {'loss 0':>7} {'loss end':>8}"
     )
-    for name in configs():
+    for name in todo:
         r = results[name]
         ratio = r["first"] / r["last_hidden"] if r["last_hidden"] else float("nan")
         print(
@@ -202,7 +212,7 @@ def main(steps=100, plot=None, *, learning_rate=0.01, seed=0, quiet=None):
         layers = np.arange(1, DEPTH + 2)
         for ax, panel in zip(axes, panels, strict=True):
             names = [f"{panel} {i}" for i in INITS] if panel != "remedies" else REMEDIES
-            for name in names:
+            for name in [k for k in names if k in results]:
                 n = results[name]["layer_norms"]
                 zero = not np.any(n[:-1] > 0)
                 label = name.removeprefix(f"{panel} ")
@@ -210,7 +220,8 @@ def main(steps=100, plot=None, *, learning_rate=0.01, seed=0, quiet=None):
                     label += " (hidden all 0)"
                 ax.plot(layers, np.where(n > 0, n, np.nan), marker=".", label=label)
             ax.set(title=panel, xlabel="layer (1 = input side)", yscale="log")
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:  # a panel may be empty (`only`)
+                ax.legend(fontsize=7)
         axes[0].set_ylabel("‖∂L/∂W‖ at init")
         fig.suptitle(
             f"gradient norm per layer, {DEPTH}-layer MLP on digits (layer 21 = output)"
