@@ -200,13 +200,13 @@ def main(steps=2000, plot=None, *, digits_steps=None, seed=0, quiet=None):
     if plot:
         import matplotlib.pyplot as plt
 
-        fig = plt.figure(figsize=(12, 5))
+        fig = plt.figure(figsize=(11, 4.6))
         left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1])
         axes = left.subplots(3, 3, sharex=True, sharey=True)
         xs, ys = np.meshgrid(np.linspace(-2, 2, 200), np.linspace(-1, 3, 200))
         zs = np.log10((1 - xs) ** 2 + 100 * (ys - xs**2) ** 2 + 1e-3)
         for i, (ax, name) in enumerate(zip(axes.flat, NAMES, strict=True)):
-            ax.contour(xs, ys, zs, levels=12, colors="0.8", linewidths=0.5)
+            ax.contour(xs, ys, zs, levels=8, colors="0.8", linewidths=0.5)
             p = paths[name]
             ax.plot(p[:, 0], p[:, 1], lw=1, color=f"C{i}")
             ax.plot(1, 1, "k*", ms=8)
