@@ -9,6 +9,7 @@ float64, in the notes' own form where it differs only in bookkeeping (momentum w
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -240,6 +241,20 @@ def test_converges_on_quadratic_and_rosenbrock(name):
 # --- compilation, state structure and dtypes -------------------------------------
 
 
+def _bf16_grads(params, seed):
+    """Gradients of the real loss at float32 params, cast to bfloat16 (computed
+    outside jit once: compiling bfloat16 matmuls on CPU is slow)."""
+    f32 = jax.tree.map(lambda p: p.astype(jnp.float32), params)
+    grads = jax.grad(mlp_loss)(f32, seed)
+    return jax.tree.map(lambda g: g.astype(jnp.bfloat16), grads)
+
+
+@functools.cache
+def _bf16_setup():
+    params = mlp_params(0, jnp.bfloat16)
+    return params, [_bf16_grads(params, seed) for seed in range(3)]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_jitted_steps_no_retrace_stable_state_bf16_kept(name):
     """Later updates do not recompile; state and params keep structure and dtype.
@@ -248,24 +263,29 @@ def test_jitted_steps_no_retrace_stable_state_bf16_kept(name):
     `lax.scan` in the optax comparison, whose carry may not change dtype).
     """
     tx = OPT[name].ours(learning_rate=1e-2)
-    params = mlp_params(0, jnp.bfloat16)
+    params0, all_grads = _bf16_setup()
+    params = params0
     state = tx.init(params)
     traces = []
 
     @jax.jit
-    def step(params, state):
+    def step(params, state, grads):
         traces.append(None)
-        updates, new_state = tx.update(jax.grad(mlp_loss)(params), state, params)
+        updates, new_state = tx.update(grads, state, params)
         return jaxnn.apply_updates(params, updates), updates, new_state
 
-    for _ in range(3):
-        new_params, updates, new_state = step(params, state)
+    for grads in all_grads:
+        new_params, updates, new_state = step(params, state, grads)
         chex.assert_trees_all_equal_shapes_and_dtypes(state, new_state)
         chex.assert_trees_all_equal_shapes_and_dtypes(updates, params)
         chex.assert_trees_all_equal_shapes_and_dtypes(new_params, params)
         params, state = new_params, new_state
     assert len(traces) == 1, "a later update recompiled"
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(params))
+    assert not all(
+        bool(jnp.all(a == b))
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(params0), strict=True)
+    ), "bfloat16 params did not move"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -287,12 +307,11 @@ def test_strict_dtype_promotion(name):
 
 @pytest.mark.parametrize("factory", [jaxnn.adam, jaxnn.adamw, jaxnn.nadam])
 def test_mu_nu_dtype_keep_float32_moments_under_bf16(factory):
-    params = mlp_params(0, jnp.bfloat16)
+    params, all_grads = _bf16_setup()
     tx = factory(1e-2, mu_dtype=jnp.float32, nu_dtype=jnp.float32)
     state = tx.init(params)
     update = jax.jit(tx.update)
-    grads = jax.grad(mlp_loss)(params)
-    for _ in range(2):
+    for grads in all_grads[:2]:
         updates, state = update(grads, state, params)
         params = jaxnn.apply_updates(params, updates)
     adam_state = state[0]

@@ -14,7 +14,7 @@ import pytest
 import jaxnn
 from tests.helpers import assert_trees_close, random_tree
 
-STEPS = 12
+STEPS = 6
 
 
 def _run(tx, params, steps=STEPS, update=None):

@@ -78,7 +78,10 @@ def _compute_dtype(*dtypes: Any) -> jnp.dtype:
 
 def _zeros_tree(params: Any, dtype: Any = None) -> Any:
     return jax.tree.map(
-        lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.asarray(p).dtype), params
+        lambda p: jnp.zeros(
+            jnp.shape(p), jnp.asarray(p).dtype if dtype is None else dtype
+        ),
+        params,
     )
 
 
