@@ -118,14 +118,18 @@ def main(steps=200, plot=None, *, batch_size=256, seed=0, quiet=None):
     single_step = jax.jit(make_step(tx, None))
 
     def train(step, sharding_x, state, desc):
-        state = jax.device_put(state, sharding_x[0])
+        state = jax.block_until_ready(jax.device_put(state, sharding_x[0]))
         losses = []
         start = time.perf_counter()
         for idx in tqdm(batches, desc=desc, disable=quiet, leave=False):
             x = jax.device_put(x_all[idx], sharding_x[1])
             y = jax.device_put(y_all[idx], sharding_x[1])
             *state, loss = step(*state, x, y)
-            losses.append(loss)
+            # Wait for each step. Without this, one run with 8 host devices on 2
+            # cores aborted with an XLA:CPU all-reduce rendezvous timeout (one
+            # device thread never arrived), presumably starved while the next
+            # step was being dispatched. It is also faster here.
+            losses.append(jax.block_until_ready(loss))
         losses = np.asarray(jax.device_get(losses))
         return state, losses, time.perf_counter() - start
 
