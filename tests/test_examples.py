@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
 import matplotlib
 import pytest
 
@@ -31,14 +30,6 @@ def load_example(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(autouse=True)
-def default_rank_promotion():
-    # The examples are user scripts, run under JAX's default configuration, not
-    # under the test suite's strict rank promotion (conftest.py).
-    with jax.numpy_rank_promotion("allow"):
-        yield
 
 
 def test_train_digits(tmp_path):
