@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxnn._dtypes import accumulation_dtype
@@ -45,7 +46,9 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> jax.Array:
         )
     num_classes = logits.shape[-1]
     if not isinstance(labels, jax.core.Tracer) and labels.size:
-        lo, hi = int(labels.min()), int(labels.max())
+        # NumPy, not jnp: under a trace jnp.min of a constant would be traced too.
+        concrete = np.asarray(labels)
+        lo, hi = int(concrete.min()), int(concrete.max())
         if lo < 0 or hi >= num_classes:
             raise ValueError(
                 f"labels must be in [0, {num_classes}), got values in [{lo}, {hi}]"

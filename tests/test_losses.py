@@ -86,3 +86,10 @@ def test_mse_bad_inputs_raise():
         mean_squared_error(jnp.zeros((4, 1)), jnp.zeros(4))
     with pytest.raises(TypeError, match="floating"):
         mean_squared_error(jnp.zeros(4, jnp.int32), jnp.zeros(4))
+
+
+def test_cross_entropy_with_closed_over_labels_under_jit():
+    logits = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
+    labels = jnp.array([0, 2, 1, 1])
+    got = jax.jit(lambda lg: softmax_cross_entropy(lg, labels))(logits)
+    np.testing.assert_allclose(got, softmax_cross_entropy(logits, labels))

@@ -1,0 +1,120 @@
+"""jaxnn code runs under strict dtype promotion and keeps float32/bfloat16 dtypes.
+
+optax cannot run under `jax_numpy_dtype_promotion="strict"` (it mixes Python floats
+with int32 counts), so the suite-wide config cannot be strict; this module runs every
+jaxnn transform and layer inside the strict context instead, so an implicit promotion
+in jaxnn (a silent float32 -> float64 or bfloat16 -> float32 upcast) is an error.
+"""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxnn
+
+OPTIMIZERS = {
+    "gd": lambda: jaxnn.gd(0.1),
+    "sgd_nesterov": lambda: jaxnn.sgd(0.1, momentum=0.9, nesterov=True),
+    "momentum": lambda: jaxnn.momentum(0.1),
+    "nesterov": lambda: jaxnn.nesterov(0.1),
+    "adagrad": lambda: jaxnn.adagrad(0.1),
+    "rmsprop_centered": lambda: jaxnn.rmsprop(0.1, centered=True, momentum=0.9),
+    "adam": lambda: jaxnn.adam(0.1),
+    "adamw": lambda: jaxnn.adamw(
+        0.1, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)
+    ),
+    "nadam": lambda: jaxnn.nadam(0.1),
+    "adam_f32_moments": lambda: jaxnn.adam(
+        0.1, mu_dtype=jnp.float32, nu_dtype=jnp.float32
+    ),
+    "schedule": lambda: jaxnn.adamw(
+        jaxnn.warmup_cosine_decay_schedule(0.0, 0.1, 5, 50, end_value=0.001)
+    ),
+    "clip_chain": lambda: jaxnn.chain(
+        jaxnn.clip_by_global_norm(1.0),
+        jaxnn.clip_by_layer_norm(1.0),
+        jaxnn.clip_by_value(0.5),
+        jaxnn.adaptive_grad_clip(0.1),
+        jaxnn.add_l1(1e-3),
+        jaxnn.add_decayed_weights(1e-3),
+        jaxnn.sgd(0.1),
+    ),
+    "skip_nonfinite": lambda: jaxnn.skip_nonfinite(jaxnn.adam(0.1)),
+    "exponential_decay": lambda: jaxnn.sgd(jaxnn.exponential_decay(0.1, 10, 0.5)),
+    "piecewise": lambda: jaxnn.sgd(
+        jaxnn.piecewise_constant_schedule(0.1, {3: 0.5, 6: 0.1})
+    ),
+}
+
+
+def _params(dtype):
+    return {
+        "w": jnp.linspace(-1.0, 1.0, 12, dtype=dtype).reshape(3, 4),
+        "b": jnp.zeros(4, dtype),
+    }
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_optimizer_under_strict_promotion_keeps_dtypes(name, dtype):
+    params = _params(dtype)
+    with jax.numpy_dtype_promotion("strict"):
+        tx = OPTIMIZERS[name]()
+        state = tx.init(params)
+        update = jax.jit(tx.update)
+        for _ in range(3):
+            grads = jax.tree.map(lambda p: (0.5 * p + 0.1).astype(p.dtype), params)
+            updates, new_state = update(grads, state, params)
+            params = jaxnn.apply_updates(params, updates)
+            assert jax.tree.map(lambda x: x.dtype, new_state) == jax.tree.map(
+                lambda x: x.dtype, state
+            )
+            state = new_state
+    assert all(x.dtype == dtype for x in jax.tree.leaves(params))
+    assert all(x.dtype == dtype for x in jax.tree.leaves(updates))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_layers_under_strict_promotion_keep_dtypes(dtype):
+    key = jax.random.key(0)
+    x = jax.random.normal(key, (8, 5), dtype)
+    with jax.numpy_dtype_promotion("strict"):
+        for act in (jaxnn.sigmoid, jaxnn.tanh, jaxnn.relu, jaxnn.leaky_relu):
+            assert act(x).dtype == dtype
+            assert jax.grad(lambda v, f=act: jnp.sum(f(v)))(x).dtype == dtype
+        bn_params, bn_state = jaxnn.batchnorm_init(5, dtype=dtype)
+        y, new_state = jaxnn.batchnorm(bn_params, bn_state, x, training=True)
+        assert y.dtype == dtype
+        assert jax.tree.map(lambda a: a.dtype, new_state) == jax.tree.map(
+            lambda a: a.dtype, bn_state
+        )
+        y, _ = jaxnn.batchnorm(bn_params, new_state, x, training=False)
+        assert y.dtype == dtype
+        assert jaxnn.dropout(key, x, 0.25).dtype == dtype
+        assert (
+            jaxnn.dropout(key, x, 0.25, inverted=False, deterministic=True).dtype
+            == dtype
+        )
+        layer = jaxnn.dense_init(key, 5, 3)
+        layer = jax.tree.map(lambda a: a.astype(dtype), layer)
+        logits = jaxnn.dense(layer, x)
+        assert logits.dtype == dtype
+        labels = jnp.arange(8) % 3
+        assert jnp.isfinite(jaxnn.softmax_cross_entropy(logits, labels)).all()
+        assert jnp.isfinite(jaxnn.mean_squared_error(logits, logits)).all()
+        assert jnp.isfinite(jaxnn.l1_penalty(layer, 0.1))
+        assert jnp.isfinite(jaxnn.l2_penalty(layer, 0.1))
+        for init in (
+            jaxnn.zeros(),
+            jaxnn.constant(0.5),
+            jaxnn.uniform(),
+            jaxnn.normal(),
+            jaxnn.xavier_uniform(),
+            jaxnn.xavier_normal(),
+            jaxnn.he_uniform(),
+            jaxnn.he_normal(),
+            jaxnn.lecun_normal(),
+        ):
+            assert init(key, (4, 3), dtype).dtype == dtype
+        report = jaxnn.gradient_report(layer, layer)
+        assert jnp.isfinite(report.global_norm)
