@@ -5,7 +5,7 @@ import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-PRELUDE = '''
+PRELUDE = """
 import jax
 import jax.numpy as jnp
 import jaxnn
@@ -22,7 +22,7 @@ def loss_fn(params, x, y):
 
 
 grads = jax.grad(loss_fn)(params, x, y)
-'''
+"""
 
 
 def test_readme_python_blocks_run():
