@@ -125,7 +125,7 @@ def check_tree_matches(
     """
     ref_def = jax.tree.structure(reference)
     tree_def = jax.tree.structure(tree)
-    if ref_def != tree_def:
+    if ref_def != tree_def:  # type: ignore[operator]
         raise ValueError(
             f"{name} does not match the structure of {ref_name}: {ref_name} is "
             f"{ref_def}, {name} is {tree_def}. Was the state built by init() for "

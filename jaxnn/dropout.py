@@ -50,7 +50,7 @@ def _check_key(key: Any) -> None:
 def _is_threefry(key: jax.Array) -> bool:
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return str(jax.random.key_impl(key)) == "threefry2x32"
-    return jax.config.jax_default_prng_impl == "threefry2x32"
+    return jax.config.jax_default_prng_impl == "threefry2x32"  # type: ignore[attr-defined]
 
 
 def _random_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:

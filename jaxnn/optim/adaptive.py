@@ -179,7 +179,7 @@ class ScaleByAdamState(NamedTuple):
       nu: v, the moving average of squared gradients (`nu_dtype`, else params').
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax name
     mu: Updates
     nu: Updates
 

@@ -58,10 +58,11 @@ def _map_leaves(fn: Callable[..., tuple], updates: Updates, *trees: Any) -> tupl
     with `check_tree_matches`, which names the mismatching side).
     """
     leaves, treedef = jax.tree.flatten(updates)
-    others = [treedef.flatten_up_to(t) for t in trees]
+    others = [treedef.flatten_up_to(t) for t in trees]  # type: ignore[attr-defined]
     results = [fn(*args) for args in zip(leaves, *others, strict=True)]
     return tuple(
-        treedef.unflatten([r[i] for r in results]) for i in range(len(trees) + 1)
+        jax.tree.unflatten(treedef, [r[i] for r in results])
+        for i in range(len(trees) + 1)
     )
 
 
@@ -91,7 +92,7 @@ def _full_tree(params: Any, value: Any) -> Any:
     )
 
 
-def scale(factor: float) -> GradientTransformation:
+def scale(factor: float | jax.Array) -> GradientTransformation:
     """Multiplies the updates by a constant `factor`.
 
     Args:
@@ -110,7 +111,7 @@ class ScaleByScheduleState(NamedTuple):
       count: int32 number of updates applied so far (saturates at the int32 max).
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax name
 
 
 def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
