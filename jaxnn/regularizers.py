@@ -13,10 +13,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxnn._checks import check_in_range
 from jaxnn._dtypes import accumulation_dtype
+from jaxnn.optim.regularization import apply_mask
 
 Mask = Any | Callable[[Any], Any]
 
@@ -24,32 +24,15 @@ Mask = Any | Callable[[Any], Any]
 def _masked_leaves(params: Any, mask: Mask) -> list[jax.Array]:
     """The leaves of `params` selected by `mask` (all leaves when mask is None).
 
-    `mask` is a pytree of bools with the structure of `params` or a prefix of it
-    (a bool then covers the whole subtree), or a callable params -> such a pytree.
+    Masks are resolved by the same mechanism as the optimizer-side
+    `add_decayed_weights`/`add_l1`/`masked` (`jaxnn.optim.regularization.apply_mask`),
+    so a mask means the same thing on both sides.
     """
     if mask is None:
         return jax.tree.leaves(params)
     if callable(mask):
         mask = mask(params)
-    selected: list[jax.Array] = []
-
-    def pick(m, subtree):
-        if not isinstance(m, bool | np.bool_):
-            raise TypeError(
-                f"mask leaves must be Python bools (True = regularized), got {m!r}"
-            )
-        if m:
-            selected.extend(jax.tree.leaves(subtree))
-
-    try:
-        jax.tree.map(pick, mask, params)
-    except ValueError as e:
-        raise ValueError(
-            "mask does not match the structure of params (it must have the same "
-            f"structure or be a prefix of it): mask is {jax.tree.structure(mask)}, "
-            f"params is {jax.tree.structure(params)}"
-        ) from e
-    return selected
+    return jax.tree.leaves(apply_mask(params, mask, "params"))
 
 
 @jax.custom_jvp

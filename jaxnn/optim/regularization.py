@@ -12,14 +12,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnn._checks import check_nonnegative, check_tree_matches
 from jaxnn.optim.base import (
     EmptyState,
     GradientTransformation,
     Params,
-    _accepts_extra_args,
     safe_increment,
+    with_extra_args_support,
 )
 from jaxnn.optim.transforms import ScaleByScheduleState, _compute_dtype
 
@@ -41,16 +42,21 @@ class MaskedState(NamedTuple):
     inner_state: Any
 
 
-def _mask_tree(tree: Any, mask_tree: Any, name: str) -> Any:
-    """`tree` with every subtree whose mask leaf is False replaced by MaskedNode."""
+def apply_mask(tree: Any, mask_tree: Any, name: str) -> Any:
+    """`tree` with every subtree whose mask leaf is False replaced by MaskedNode.
+
+    The one mask mechanism of jaxnn: `masked`, `add_decayed_weights`, `add_l1` and
+    the penalties of `jaxnn.regularizers` all select leaves through it. Mask leaves
+    must be Python (or NumPy) bools: a mask decides the structure of a state, so it
+    cannot be an array or traced.
+    """
 
     def select(m, subtree):
-        if isinstance(m, jax.core.Tracer):
+        if not isinstance(m, bool | np.bool_):
             raise TypeError(
-                "mask leaves must be concrete booleans (the mask decides the "
-                "structure of the inner state, so it cannot be traced)"
+                f"mask leaves must be Python bools (True = selected), got {m!r}"
             )
-        return subtree if bool(m) else MaskedNode()
+        return subtree if m else MaskedNode()
 
     try:
         return jax.tree.map(select, mask_tree, tree)
@@ -80,23 +86,22 @@ def masked(inner: GradientTransformation, mask: Mask) -> GradientTransformation:
     Raises:
       ValueError: (at init/update) if the mask does not match the params.
     """
-    takes_extra = _accepts_extra_args(inner.update)
+    inner = with_extra_args_support(inner)
 
     def resolve(tree):
         return mask(tree) if callable(mask) else mask
 
     def init(params):
-        return MaskedState(inner.init(_mask_tree(params, resolve(params), "params")))
+        return MaskedState(inner.init(apply_mask(params, resolve(params), "params")))
 
     def update(updates, state, params=None, **extra_args):
         mask_tree = resolve(updates)
-        masked_updates = _mask_tree(updates, mask_tree, "updates")
+        masked_updates = apply_mask(updates, mask_tree, "updates")
         masked_params = (
-            None if params is None else _mask_tree(params, mask_tree, "params")
+            None if params is None else apply_mask(params, mask_tree, "params")
         )
-        kwargs = extra_args if takes_extra else {}
         new_masked, inner_state = inner.update(
-            masked_updates, state.inner_state, masked_params, **kwargs
+            masked_updates, state.inner_state, masked_params, **extra_args
         )
         new_updates = jax.tree.map(
             lambda m, new, old: new if m else old, mask_tree, new_masked, updates
