@@ -77,19 +77,22 @@ def _compute_dtype(*dtypes: Any) -> jnp.dtype:
     return jnp.dtype(jnp.float32)
 
 
+def _leaf_dtype(p: Any) -> jnp.dtype:
+    """The dtype of an array, `jax.ShapeDtypeStruct` or Python scalar leaf."""
+    return jnp.dtype(p.dtype) if hasattr(p, "dtype") else jnp.asarray(p).dtype
+
+
 def _zeros_tree(params: Any, dtype: Any = None) -> Any:
+    # zeros_like/full_like (not zeros(shape)) keep each leaf's sharding and accept
+    # jax.ShapeDtypeStruct leaves; an explicit dtype keeps the result strongly typed.
     return jax.tree.map(
-        lambda p: jnp.zeros(
-            jnp.shape(p), jnp.asarray(p).dtype if dtype is None else dtype
-        ),
+        lambda p: jnp.zeros_like(p, dtype=_leaf_dtype(p) if dtype is None else dtype),
         params,
     )
 
 
 def _full_tree(params: Any, value: Any) -> Any:
-    return jax.tree.map(
-        lambda p: jnp.full(jnp.shape(p), value, jnp.asarray(p).dtype), params
-    )
+    return jax.tree.map(lambda p: jnp.full_like(p, value, dtype=_leaf_dtype(p)), params)
 
 
 def scale(factor: float | jax.Array) -> GradientTransformation:
