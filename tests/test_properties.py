@@ -1,0 +1,377 @@
+"""Property-based equivalence with optax: every transform with an optax twin.
+
+For random hyperparameters, random gradient sequences and random parameter values
+on pytrees with nested dicts, lists, tuples, `None` leaves, scalars, zero-size arrays
+and leaves of 1 to 4 dimensions, each jaxnn transform gives the updates (and, where
+the state layouts agree, the states) of its optax twin over `STEPS` steps.
+
+Speed: hypothesis draws *values*, not shapes. The tree structures are a fixed few
+(`TREES`) and the hyperparameters enter as traced float32 scalars, so each
+(transform, structural option, tree, dtype) compiles exactly once, into one jitted
+function that runs jaxnn and optax side by side under `lax.scan`; the examples then
+only execute it. Profiles: "ci" (default, 100 examples per float32 property, 25
+per low-precision one) and "thorough" (1000 and 250), chosen with the environment
+variable HYPOTHESIS_PROFILE; both have no deadline, and "ci" is derandomized so CI
+runs are reproducible.
+
+Low precision: with bfloat16 or float16 gradients, params and state, jaxnn is
+compared with optax run in float32 on the same (exactly upcast) inputs, with
+`tol(dtype)` from `tests/helpers.py` applied relative to each leaf's largest
+magnitude (`assert_leaves_close_scaled`): jaxnn rounds its state to the low dtype
+once per step, so elements that almost cancel (momentum of alternating gradients)
+carry an error of a few ulps *of the leaf's scale*, not of their own value.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import jaxnn
+from tests.helpers import assert_trees_close, tol
+
+settings.register_profile(
+    "ci",
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=1000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+STEPS = 3
+
+# The fixed tree structure (shapes): nested dict, list, tuple, None leaves, scalars,
+# zero-size arrays, leaves of rank 1 to 4.
+TREE = {
+    "dense": {"w": (3, 4), "b": (4,)},
+    "conv": ((2, 2, 1, 3), None),
+    "stack": [(2, 1, 3), (), ((0,), (5,))],
+    "empty": (0, 3),
+    "deep": [{"a": (1, 2, 2, 1), "none": None}, ((), (3, 2))],
+}
+
+
+def _is_shape(x):
+    return isinstance(x, tuple) and all(isinstance(d, int) for d in x)
+
+
+def _fill(shapes, rng, dtype, lead=()):
+    """A pytree with the structure of `shapes`: random normals, per-leaf scale."""
+
+    def leaf(shape):
+        if shape is None:
+            return None
+        s = 10.0 ** rng.uniform(-3, 3)
+        return jnp.asarray(rng.normal(size=lead + shape) * s, dtype)
+
+    return jax.tree.map(leaf, shapes, is_leaf=lambda x: x is None or _is_shape(x))
+
+
+# --- the transforms and their optax twins -----------------------------------------
+# Each entry: hyperparameter strategies (float32 scalars, traced), structural
+# configurations (compile-time options), the jaxnn and optax builders, and whether
+# the states are laid out alike (then they are compared leaf by leaf too).
+
+_lr = st.floats(1e-4, 1.0)
+_decay = st.floats(0.0, 0.99)
+# RMS decay >= 0.1: centered RMS divides by sqrt(G − m² + ε), and with decay near 0
+# G − m² = β(1 − β)(g − m)² is a cancellation of two ~g² terms, so both libraries
+# return rounding noise (ill-conditioned, not a disagreement worth testing).
+_rms_decay = st.floats(0.1, 0.99)
+_b2 = st.floats(0.9, 0.9999)
+_eps = st.floats(1e-8, 1e-3)
+_nonneg = st.floats(0.0, 1.0)
+_clip = st.floats(1e-3, 10.0)
+
+SPECS = {
+    "scale": (
+        dict(f=st.floats(-10.0, 10.0)),
+        [{}],
+        lambda h, c: jaxnn.scale(h["f"]),
+        lambda h, c: optax.scale(h["f"]),
+        True,
+    ),
+    "scale_by_learning_rate": (
+        dict(lr=_lr),
+        [{}],
+        lambda h, c: jaxnn.scale_by_learning_rate(h["lr"]),
+        lambda h, c: optax.scale_by_learning_rate(h["lr"]),
+        True,
+    ),
+    "trace": (
+        dict(decay=_decay),
+        [dict(nesterov=False), dict(nesterov=True)],
+        lambda h, c: jaxnn.trace(h["decay"], **c),
+        lambda h, c: optax.trace(h["decay"], **c),
+        True,
+    ),
+    "scale_by_rss": (
+        dict(init=_nonneg, eps=_eps),
+        [{}],
+        lambda h, c: jaxnn.scale_by_rss(h["init"], h["eps"]),
+        lambda h, c: optax.scale_by_rss(h["init"], h["eps"]),
+        True,
+    ),
+    "scale_by_rms": (
+        dict(decay=_rms_decay, eps=_eps, init=_nonneg),
+        [dict(centered=False), dict(centered=True)],
+        lambda h, c: jaxnn.scale_by_rms(h["decay"], h["eps"], h["init"], **c),
+        lambda h, c: (
+            optax.scale_by_stddev(h["decay"], h["eps"], h["init"])
+            if c["centered"]
+            else optax.scale_by_rms(h["decay"], h["eps"], h["init"])
+        ),
+        True,
+    ),
+    "scale_by_adam": (
+        dict(b1=_decay, b2=_b2, eps=_eps, eps_root=st.floats(0.0, 1e-6)),
+        [dict(nesterov=False), dict(nesterov=True)],
+        lambda h, c: jaxnn.scale_by_adam(
+            h["b1"], h["b2"], h["eps"], h["eps_root"], **c
+        ),
+        lambda h, c: optax.scale_by_adam(
+            h["b1"], h["b2"], h["eps"], h["eps_root"], **c
+        ),
+        True,
+    ),
+    "add_decayed_weights": (
+        dict(wd=_nonneg),
+        [{}],
+        lambda h, c: jaxnn.add_decayed_weights(h["wd"]),
+        lambda h, c: optax.add_decayed_weights(h["wd"]),
+        True,
+    ),
+    "clip_by_value": (
+        dict(m=_clip),
+        [{}],
+        lambda h, c: jaxnn.clip_by_value(h["m"]),
+        lambda h, c: optax.clip(h["m"]),
+        False,  # jaxnn keeps the pre-clip norm in its state, optax nothing
+    ),
+    "clip_by_global_norm": (
+        dict(m=_clip),
+        [{}],
+        lambda h, c: jaxnn.clip_by_global_norm(h["m"]),
+        lambda h, c: optax.clip_by_global_norm(h["m"]),
+        False,
+    ),
+    "adaptive_grad_clip": (
+        dict(c=_clip, eps=_eps),
+        [{}],
+        lambda h, c: jaxnn.adaptive_grad_clip(h["c"], h["eps"]),
+        lambda h, c: optax.adaptive_grad_clip(h["c"], h["eps"]),
+        False,
+    ),
+    "gd": (
+        dict(lr=_lr),
+        [{}],
+        lambda h, c: jaxnn.gd(h["lr"]),
+        lambda h, c: optax.sgd(h["lr"]),
+        False,  # optax.sgd without momentum chains an identity
+    ),
+    "sgd": (
+        dict(lr=_lr, m=_decay),
+        [dict(momentum=False), dict(nesterov=False), dict(nesterov=True)],
+        lambda h, c: (
+            jaxnn.sgd(h["lr"])
+            if c.get("momentum") is False
+            else jaxnn.sgd(h["lr"], h["m"], c["nesterov"])
+        ),
+        lambda h, c: (
+            optax.sgd(h["lr"])
+            if c.get("momentum") is False
+            else optax.sgd(h["lr"], h["m"], c["nesterov"])
+        ),
+        False,
+    ),
+    "momentum": (
+        dict(lr=_lr, m=_decay),
+        [{}],
+        lambda h, c: jaxnn.momentum(h["lr"], h["m"]),
+        lambda h, c: optax.sgd(h["lr"], momentum=h["m"]),
+        True,
+    ),
+    "nesterov": (
+        dict(lr=_lr, m=_decay),
+        [{}],
+        lambda h, c: jaxnn.nesterov(h["lr"], h["m"]),
+        lambda h, c: optax.sgd(h["lr"], momentum=h["m"], nesterov=True),
+        True,
+    ),
+    "adagrad": (
+        dict(lr=_lr, init=_nonneg, eps=_eps),
+        [{}],
+        lambda h, c: jaxnn.adagrad(h["lr"], h["init"], h["eps"]),
+        lambda h, c: optax.adagrad(h["lr"], h["init"], h["eps"]),
+        True,
+    ),
+    "rmsprop": (
+        dict(lr=_lr, decay=_rms_decay, eps=_eps, init=_nonneg, m=_decay),
+        [
+            dict(centered=False, momentum=False, nesterov=False),
+            dict(centered=True, momentum=False, nesterov=False),
+            dict(centered=False, momentum=True, nesterov=False),
+            dict(centered=True, momentum=True, nesterov=True),
+        ],
+        lambda h, c: jaxnn.rmsprop(
+            h["lr"],
+            h["decay"],
+            h["eps"],
+            h["init"],
+            c["centered"],
+            h["m"] if c["momentum"] else None,
+            c["nesterov"],
+        ),
+        lambda h, c: optax.rmsprop(
+            h["lr"],
+            h["decay"],
+            h["eps"],
+            h["init"],
+            centered=c["centered"],
+            momentum=h["m"] if c["momentum"] else None,
+            nesterov=c["nesterov"],
+        ),
+        True,
+    ),
+    "adam": (
+        dict(lr=_lr, b1=_decay, b2=_b2, eps=_eps, eps_root=st.floats(0.0, 1e-6)),
+        [{}],
+        lambda h, c: jaxnn.adam(h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"]),
+        lambda h, c: optax.adam(h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"]),
+        True,
+    ),
+    "adamw": (
+        dict(lr=_lr, b1=_decay, b2=_b2, eps=_eps, wd=_nonneg),
+        [{}],
+        lambda h, c: jaxnn.adamw(
+            h["lr"], h["b1"], h["b2"], h["eps"], weight_decay=h["wd"]
+        ),
+        lambda h, c: optax.adamw(
+            h["lr"], h["b1"], h["b2"], h["eps"], weight_decay=h["wd"]
+        ),
+        True,
+    ),
+    "nadam": (
+        dict(lr=_lr, b1=_decay, b2=_b2, eps=_eps, eps_root=st.floats(0.0, 1e-6)),
+        [{}],
+        lambda h, c: jaxnn.nadam(h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"]),
+        lambda h, c: optax.nadam(h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"]),
+        True,
+    ),
+}
+
+_RUNNERS: dict = {}
+
+
+def _runner(name, config_index, dtype):
+    """One jitted function per (transform, config, dtype): compiled once.
+
+    Runs jaxnn in `dtype` and optax in float32 on the upcast inputs, `STEPS`
+    updates each with the same gradients, and returns both update sequences and
+    final states.
+    """
+    key = (name, config_index, jnp.dtype(dtype).name)
+    if key not in _RUNNERS:
+        _, configs, ours_fn, theirs_fn, _ = SPECS[name]
+        config = configs[config_index]
+
+        @jax.jit
+        def run(hp, params, grads):
+            ours, theirs = ours_fn(hp, config), theirs_fn(hp, config)
+            up = jax.tree.map(lambda x: x.astype(jnp.float32), params)
+
+            def step(carry, g):
+                s1, s2 = carry
+                u1, s1 = ours.update(g, s1, params)
+                g32 = jax.tree.map(lambda x: x.astype(jnp.float32), g)
+                u2, s2 = theirs.update(g32, s2, up)
+                return (s1, s2), (u1, u2)
+
+            init = (ours.init(params), theirs.init(up))
+            (s1, s2), (u1, u2) = jax.lax.scan(step, init, grads)
+            return u1, u2, s1, s2
+
+        _RUNNERS[key] = run
+    return _RUNNERS[key]
+
+
+def assert_leaves_close_scaled(actual, expected, dtype):
+    """|a − e| <= atol + rtol·max|e| per leaf, with `tol(dtype)` (low precision)."""
+    t = tol(dtype)
+    a_def, e_def = jax.tree.structure(actual), jax.tree.structure(expected)
+    assert a_def == e_def, f"structures differ: {a_def} vs {e_def}"
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        a, e = np.asarray(a, np.float64), np.asarray(e, np.float64)
+        bound = t["atol"] + t["rtol"] * (np.max(np.abs(e)) if e.size else 0.0)
+        np.testing.assert_array_less(np.abs(a - e), bound + 1e-300)
+
+
+def _check(name, data, dtype, seed):
+    hp_strats, configs, _, _, states_alike = SPECS[name]
+    config_index = data.draw(st.integers(0, len(configs) - 1), label="config")
+    hp = {k: np.float32(data.draw(s, label=k)) for k, s in sorted(hp_strats.items())}
+    rng = np.random.default_rng(seed)
+    params = _fill(TREE, rng, dtype)
+    grads = _fill(TREE, rng, dtype, lead=(STEPS,))
+    run = _runner(name, config_index, dtype)
+    u1, u2, s1, s2 = run(hp, params, grads)
+    if jnp.dtype(dtype) == jnp.float32:
+        assert_trees_close(u1, u2, dtype)
+        if states_alike:
+            assert_trees_close(jax.tree.leaves(s1), jax.tree.leaves(s2), dtype)
+    else:
+        assert_leaves_close_scaled(u1, u2, dtype)
+    # Structure and dtypes are kept (None leaves stay None, zero-size stay empty).
+    for a, g in zip(jax.tree.leaves(u1), jax.tree.leaves(grads), strict=True):
+        assert a.shape == g.shape and a.dtype == g.dtype
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_matches_optax_float32(name, data, seed):
+    _check(name, data, jnp.float32, seed)
+
+
+# Transforms whose state (if any) is a plain sum or trace of gradients. The adaptive
+# scalings (scale_by_rss/rms/adam and their optimizers) store squared gradients:
+# kept in bfloat16/float16 they lose range (g = 1e-3 gives g² = 1e-6, subnormal in
+# float16), so with low-precision params they are compared in float32 only; their
+# low-precision use goes through `mu_dtype`/`nu_dtype` (float32 moments).
+LOW_PRECISION = [
+    "add_decayed_weights",
+    "adaptive_grad_clip",
+    "clip_by_global_norm",
+    "clip_by_value",
+    "gd",
+    "momentum",
+    "nesterov",
+    "scale",
+    "scale_by_learning_rate",
+    "sgd",
+    "trace",
+]
+
+
+@pytest.mark.parametrize("name", LOW_PRECISION)
+@settings(max_examples=max(10, settings.default.max_examples // 4))
+@given(
+    data=st.data(),
+    seed=st.integers(0, 2**32 - 1),
+    dtype=st.sampled_from([jnp.bfloat16, jnp.float16]),
+)
+def test_matches_optax_low_precision(name, data, seed, dtype):
+    _check(name, data, dtype, seed)
