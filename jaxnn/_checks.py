@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -70,6 +71,48 @@ def check_in_range(
         left = "[" if low_inclusive else "("
         right = "]" if high_inclusive else ")"
         raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value!r}")
+
+
+def check_real(name: str, value: Any) -> None:
+    """Raises TypeError unless `value` is a real number or array (or traced).
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value to check.
+    """
+    _concrete_values(name, value)
+
+
+def check_array_tree(name: str, tree: Any) -> None:
+    """Raises TypeError naming the leaf if a leaf of `tree` is not a numeric array.
+
+    Args:
+      name: the tree's name, used in the message.
+      tree: a pytree whose leaves should be arrays (or numbers, or tracers).
+    """
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        dtype = getattr(leaf, "dtype", None)
+        if isinstance(leaf, int | float | complex) or (
+            dtype is not None
+            and (jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_))
+        ):
+            continue
+        if not isinstance(leaf, jax.core.Tracer):
+            raise TypeError(
+                f"{name}{jax.tree_util.keystr(path)} must be a numeric array, got "
+                f"{leaf!r}"
+            )
+
+
+def check_callable(name: str, value: Any) -> None:
+    """Raises TypeError unless `value` is callable.
+
+    Args:
+      name: the argument's name, used in the message.
+      value: the value to check.
+    """
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {value!r}")
 
 
 def check_nonnegative(name: str, value: Any) -> None:

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn._checks import check_tree_matches
+from jaxnn._checks import check_array_tree, check_callable, check_tree_matches
 from jaxnn._dtypes import accumulation_dtype, promote_types
 
 Params = Any
@@ -61,6 +61,7 @@ def stateless(
     Returns:
       A GradientTransformation whose state is `EmptyState()`.
     """
+    check_callable("fn", fn)
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
@@ -270,6 +271,7 @@ def global_norm(tree: Any) -> jax.Array:
       A scalar of dtype float32, or float64 if any leaf is float64. 0 for an
       empty tree.
     """
+    check_array_tree("tree", tree)
     acc = norm_dtype(tree)
     xs = [_widen(x).astype(acc) for x in jax.tree.leaves(tree)]
     xs = [x for x in xs if x.size]

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn._checks import check_in_range
+from jaxnn._checks import check_array_tree, check_in_range
 from jaxnn.optim.base import (
     GradientTransformation,
     safe_increment,
@@ -39,6 +39,7 @@ def all_finite(tree: Any) -> jax.Array:
     Returns:
       A boolean scalar.
     """
+    check_array_tree("tree", tree)
     leaves = jax.tree.leaves(tree)
     if not leaves:
         return jnp.array(True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from jaxnn._checks import check_in_range, check_nonnegative
+from jaxnn._checks import check_in_range, check_nonnegative, check_real
 
 Schedule = Callable[[Any], Any]
 
@@ -37,6 +37,7 @@ def constant_schedule(value: float) -> Schedule:
     Returns:
       A function `count -> value`.
     """
+    check_real("value", value)
     return lambda count: value
 
 

@@ -20,8 +20,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn._checks import (
+    check_callable,
     check_decay,
     check_learning_rate,
+    check_real,
     check_tree_matches,
 )
 from jaxnn.optim.base import (
@@ -104,6 +106,7 @@ def scale(factor: float | jax.Array) -> GradientTransformation:
     Returns:
       A stateless GradientTransformation.
     """
+    check_real("factor", factor)
     return stateless(lambda updates, params: _scale_tree(updates, factor))
 
 
@@ -129,6 +132,7 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     Returns:
       A GradientTransformation with state `ScaleByScheduleState`.
     """
+    check_callable("step_size_fn", step_size_fn)
 
     def init(params):
         del params
