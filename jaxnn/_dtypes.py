@@ -27,6 +27,24 @@ def promote_types(*dtypes: Any) -> jnp.dtype:
         return functools.reduce(jnp.promote_types, dtypes)
 
 
+def compute_dtype(*dtypes: Any) -> jnp.dtype:
+    """The dtype of jaxnn's element-wise maths on operands of `dtypes`.
+
+    float32, or float64 if any operand is float64: bfloat16/float16 operands are
+    widened, and every operand is cast explicitly (strict promotion refuses
+    bfloat16 + float32).
+
+    Args:
+      *dtypes: the operands' dtypes.
+
+    Returns:
+      float32 or float64.
+    """
+    if any(jnp.dtype(d) == jnp.float64 for d in dtypes):
+        return jnp.dtype(jnp.float64)
+    return jnp.dtype(jnp.float32)
+
+
 def accumulation_dtype(dtype: Any) -> jnp.dtype:
     """The dtype in which jaxnn accumulates sums, norms and statistics of `dtype`.
 

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn._checks import check_decay, check_nonnegative, check_tree_matches
+from jaxnn._dtypes import compute_dtype
 from jaxnn.optim.base import GradientTransformation, Updates, safe_increment
 from jaxnn.optim.transforms import (
-    _compute_dtype,
     _full_tree,
     _map_leaves,
     _zeros_tree,
@@ -63,7 +63,7 @@ def scale_by_rss(
         return ScaleByRssState(_full_tree(params, initial_accumulator_value))
 
     def leaf(g, s):
-        wide = _compute_dtype(g.dtype, s.dtype)
+        wide = compute_dtype(g.dtype, s.dtype)
         gw = g.astype(wide)
         s_new = gw * gw + s.astype(wide)
         inv = jnp.where(s_new > 0, jax.lax.rsqrt(s_new + eps), 0.0)
@@ -143,14 +143,14 @@ def scale_by_rms(
         return ScaleByRmsState(nu=nu)
 
     def leaf(g, n):
-        wide = _compute_dtype(g.dtype, n.dtype)
+        wide = compute_dtype(g.dtype, n.dtype)
         gw = g.astype(wide)
         n_new = (1 - decay) * (gw * gw) + decay * n.astype(wide)
         out = jax.lax.rsqrt(n_new + eps) * gw
         return out.astype(g.dtype), n_new.astype(n.dtype)
 
     def centered_leaf(g, m, n):
-        wide = _compute_dtype(g.dtype, m.dtype, n.dtype)
+        wide = compute_dtype(g.dtype, m.dtype, n.dtype)
         gw = g.astype(wide)
         m_new = (1 - decay) * gw + decay * m.astype(wide)
         n_new = (1 - decay) * (gw * gw) + decay * n.astype(wide)
@@ -264,7 +264,7 @@ def scale_by_adam(
         bc1_next = _bias_correction(b1, safe_increment(count)) if nesterov else None
 
         def leaf(g, m, v):
-            wide = _compute_dtype(g.dtype, m.dtype, v.dtype)
+            wide = compute_dtype(g.dtype, m.dtype, v.dtype)
             gw = g.astype(wide)
             m_new = (1 - b1) * gw + b1 * m.astype(wide)
             v_new = (1 - b2) * (gw * gw) + b2 * v.astype(wide)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn._checks import check_nonnegative, check_tree_matches
-from jaxnn._dtypes import accumulation_dtype, promote_types
+from jaxnn._dtypes import accumulation_dtype, compute_dtype
 from jaxnn.optim.base import (
     GradientTransformation,
     global_norm,
@@ -64,7 +64,7 @@ def _scale_factor(norm: jax.Array, max_norm: Any) -> jax.Array:
 
 def _rescale(g: jax.Array, factor: jax.Array) -> jax.Array:
     """Returns g * factor computed in float32 or wider, returned in g's dtype."""
-    wide = promote_types(accumulation_dtype(g.dtype), factor.dtype)
+    wide = compute_dtype(g.dtype, factor.dtype)
     return (g.astype(wide) * factor.astype(wide)).astype(g.dtype)
 
 

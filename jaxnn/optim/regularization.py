@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn._checks import check_nonnegative, check_tree_matches
+from jaxnn._dtypes import compute_dtype
 from jaxnn.optim.base import (
     EmptyState,
     GradientTransformation,
@@ -22,7 +23,7 @@ from jaxnn.optim.base import (
     safe_increment,
     with_extra_args_support,
 )
-from jaxnn.optim.transforms import ScaleByScheduleState, _compute_dtype
+from jaxnn.optim.transforms import ScaleByScheduleState
 
 Mask = Any | Callable[[Params], Any]
 
@@ -144,7 +145,7 @@ def _add_param_term(
                 return updates, state
 
         def leaf(g, p):
-            wide = _compute_dtype(g.dtype, p.dtype)
+            wide = compute_dtype(g.dtype, p.dtype)
             return (g.astype(wide) + s * term(p.astype(wide))).astype(g.dtype)
 
         return jax.tree.map(leaf, updates, params), state

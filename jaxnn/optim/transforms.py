@@ -26,6 +26,7 @@ from jaxnn._checks import (
     check_real,
     check_tree_matches,
 )
+from jaxnn._dtypes import compute_dtype
 from jaxnn.optim.base import (
     GradientTransformation,
     Updates,
@@ -46,7 +47,7 @@ def _scale_tree(tree: Updates, factor: Any) -> Updates:
     factor = jnp.asarray(factor)
 
     def mul(g):
-        wide = _compute_dtype(g.dtype, factor.dtype)
+        wide = compute_dtype(g.dtype, factor.dtype)
         return (g.astype(wide) * factor.astype(wide)).astype(g.dtype)
 
     return jax.tree.map(mul, tree)
@@ -66,17 +67,6 @@ def _map_leaves(fn: Callable[..., tuple], updates: Updates, *trees: Any) -> tupl
         jax.tree.unflatten(treedef, [r[i] for r in results])
         for i in range(len(trees) + 1)
     )
-
-
-def _compute_dtype(*dtypes: Any) -> jnp.dtype:
-    """float32, or float64 if any of `dtypes` is: the dtype of element-wise maths.
-
-    Chosen without `jnp.promote_types`, which refuses bfloat16 + float32 under
-    `jax.numpy_dtype_promotion("strict")`; every operand is cast explicitly.
-    """
-    if any(jnp.dtype(d) == jnp.float64 for d in dtypes):
-        return jnp.dtype(jnp.float64)
-    return jnp.dtype(jnp.float32)
 
 
 def _leaf_dtype(p: Any) -> jnp.dtype:
@@ -210,7 +200,7 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
         return TraceState(trace=_zeros_tree(params))
 
     def leaf(g, v):
-        wide = _compute_dtype(g.dtype, v.dtype)
+        wide = compute_dtype(g.dtype, v.dtype)
         gw = g.astype(wide)
         v_new = decay * v.astype(wide) + gw
         out = gw + decay * v_new if nesterov else v_new
