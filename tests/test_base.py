@@ -8,7 +8,7 @@ import optax
 import pytest
 
 import jaxnn
-from jaxnn.optim.base import safe_increment
+from jaxnn.optim.base import l2_norm, safe_increment
 from tests.helpers import assert_trees_close, random_tree
 
 
@@ -240,6 +240,66 @@ def test_global_norm_is_exact_where_squares_over_or_underflow(magnitude, maybe_j
     tree = {"a": jnp.full((3,), magnitude), "b": [jnp.full((2, 2), -2 * magnitude)]}
     expected = _np_global_norm(tree)
     np.testing.assert_allclose(maybe_jit(jaxnn.global_norm)(tree), expected, rtol=1e-6)
+
+
+def _np_norm(x, axis=None):
+    return np.sqrt(np.sum(np.asarray(x, np.float64) ** 2, axis=axis))
+
+
+def test_global_norm_with_leaves_of_very_different_magnitudes(maybe_jit):
+    # One leaf overflows when squared, one underflows, one is ordinary: each leaf
+    # gets its own power-of-two scale in the rescaled pass.
+    tree = {
+        "huge": jnp.array([3e30, -4e30], jnp.float32),
+        "tiny": jnp.full((5,), 1e-30, jnp.float32),
+        "plain": jnp.arange(6.0, dtype=jnp.float32).reshape(2, 3),
+    }
+    expected = _np_global_norm(tree)
+    np.testing.assert_allclose(maybe_jit(jaxnn.global_norm)(tree), expected, rtol=1e-6)
+
+
+def test_global_norm_when_only_the_total_overflows(maybe_jit):
+    # Every element's square (1.44e38) and every leaf's sum is finite in float32;
+    # only their total (4 x 2.9e38) is not.
+    tree = [jnp.full((2,), 1.2e19, jnp.float32) for _ in range(4)]
+    assert all(np.isfinite(np.sum(np.asarray(x) ** 2)) for x in tree)
+    expected = _np_global_norm(tree)
+    np.testing.assert_allclose(maybe_jit(jaxnn.global_norm)(tree), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [2.0**-52, 2.0**-51, 2.0**-50, 1e-18, 1e-37])
+def test_global_norm_on_both_sides_of_the_rescale_threshold(scale, maybe_jit):
+    # The second pass starts when the sum of squares is below ~2^-102: just below
+    # and just above it, the two paths agree with float64.
+    x = jnp.asarray(np.linspace(0.5, 1.0, 7) * scale, jnp.float32)
+    np.testing.assert_allclose(
+        maybe_jit(jaxnn.global_norm)({"x": x}), _np_norm(x), rtol=1e-6
+    )
+
+
+def test_l2_norm_rescales_each_unit_on_its_own(maybe_jit):
+    x = jnp.array([[3e30, 4e30], [3.0, 4.0], [3e-30, 4e-30], [0.0, 0.0]], jnp.float32)
+    np.testing.assert_allclose(
+        maybe_jit(lambda v: l2_norm(v, axis=1))(x),
+        [5e30, 5.0, 5e-30, 0.0],
+        rtol=1e-6,
+    )
+    keep = l2_norm(x, axis=1, keepdims=True)
+    assert keep.shape == (4, 1)
+    # The gradient of each unit's norm is x/||x|| on every non-zero row.
+    grad = jax.grad(lambda v: jnp.sum(l2_norm(v, axis=1)))(x)
+    np.testing.assert_allclose(grad[:3], np.tile([0.6, 0.8], (3, 1)), rtol=1e-6)
+
+
+def test_global_norm_gradient_is_x_over_norm_on_both_paths():
+    # d||x||/dx = x/||x||, whether the plain or the rescaled pass computed ||x||.
+    for magnitude in (1.0, 1e30, 1e-30):
+        tree = {"a": jnp.array([3.0, -4.0]) * magnitude, "b": jnp.array([12.0])}
+        tree["b"] = tree["b"] * magnitude
+        grad = jax.grad(jaxnn.global_norm)(tree)
+        norm = _np_global_norm(tree)
+        for g, x in zip(jax.tree.leaves(grad), jax.tree.leaves(tree), strict=True):
+            np.testing.assert_allclose(g, np.asarray(x, np.float64) / norm, rtol=1e-6)
 
 
 def test_global_norm_of_infinite_or_nan_input():

@@ -204,30 +204,51 @@ def _widen(x: Any) -> jax.Array:
     return x.astype(acc)
 
 
-def _robust_norm(
-    xs: list[jax.Array], sumsq: Callable[[jax.Array], jax.Array], amax: Callable
-) -> jax.Array:
-    """sqrt(Σ sumsq(x)), recomputed with rescaling where it over- or underflowed.
+def _rescale_factor(sumsq: jax.Array) -> jax.Array:
+    """A power of two c such that Σ(c·x)² neither overflows nor underflows.
 
-    The plain sum of squares (one pass, fused by XLA) is right unless it overflowed
-    to inf (|x| above ~1e19 in float32) or underflowed towards 0 (|x| below
-    ~1e-19). Only then, under `lax.cond`, is the norm recomputed as
-    m·sqrt(Σ (x/m)²) with m the largest |x|, so ordinary steps pay nothing extra.
+    Given a plain sum of squares: where it overflowed to inf (some |x| above about
+    2^64/√n in float32), c = 2^(−5E/8) (E = 128, the float32 exponent range; 1024
+    for float64) brings every square below 2^(E/4·3); elements it flushes to zero
+    are below 2^5 and add at most 2^-88 relative. Where it is below tiny·2^p (p the
+    mantissa bits; every |x| below 2^-51), c = 2^(25E/32) scales them up without
+    overflow, and nothing representable is lost. Elsewhere c = 1.
     """
-    acc = xs[0].dtype
-    norm = jnp.sqrt(functools.reduce(jnp.add, [sumsq(x) for x in xs]))
-    tiny = jnp.sqrt(jnp.finfo(acc).tiny)
+    info = jnp.finfo(sumsq.dtype)
+    e = info.maxexp
+    small = info.tiny * 2.0 ** (info.nmant + 1)
+    down = jnp.asarray(2.0 ** (-(5 * e) // 8), sumsq.dtype)
+    up = jnp.asarray(2.0 ** ((25 * e) // 32), sumsq.dtype)
+    one = jnp.ones_like(sumsq)
+    return jnp.where(jnp.isinf(sumsq), down, jnp.where(sumsq < small, up, one))
 
-    def rescaled(norm):
-        m = functools.reduce(jnp.maximum, [amax(x) for x in xs])
-        ok = (m > 0) & jnp.isfinite(m)
-        safe_m = jnp.where(ok, m, jnp.ones_like(m))
-        s = functools.reduce(jnp.add, [sumsq(x / safe_m) for x in xs])
-        # m = 0: all zeros, norm 0. m = inf: an infinite element, norm inf.
-        return jnp.where(ok, safe_m * jnp.sqrt(s), m).astype(norm.dtype)
 
-    suspicious = jnp.any(jnp.isinf(norm) | (norm < tiny))
-    return jax.lax.cond(suspicious, rescaled, lambda norm: norm, norm)
+def _needs_rescale(sumsq: jax.Array) -> jax.Array:
+    info = jnp.finfo(sumsq.dtype)
+    return jnp.any(jnp.isinf(sumsq) | (sumsq < info.tiny * 2.0 ** (info.nmant + 1)))
+
+
+def _scaled_norm(x: jax.Array, c: jax.Array, **sum_kwargs: Any) -> jax.Array:
+    """sqrt(Σ (c·x)²) / c: the norm of x, computed where its squares are in range.
+
+    c is a constant for differentiation (the norm does not depend on it), so the
+    gradient is x/‖x‖ without the c² terms that would overflow.
+    """
+    c = jax.lax.stop_gradient(c)
+    y = x * c
+    return jnp.sqrt(jnp.sum(y * y, **sum_kwargs)) / c
+
+
+def _combine_norms(norms: jax.Array) -> jax.Array:
+    """sqrt(Σ nᵢ²) without overflow or underflow: m·sqrt(Σ (nᵢ/m)²), m = max nᵢ."""
+    m = jnp.max(norms)
+    ok = (m > 0) & jnp.isfinite(m)
+    # The result does not depend on the scale (its derivative through m is 0 in
+    # exact arithmetic, and n/m² overflows or underflows in float32): stop it.
+    safe_m = jax.lax.stop_gradient(jnp.where(ok, m, jnp.ones_like(m)))
+    scaled = norms / safe_m
+    # m = 0: all zeros, norm 0. m = inf or NaN: the norm is m.
+    return jnp.where(ok, safe_m * jnp.sqrt(jnp.sum(scaled * scaled)), m)
 
 
 def l2_norm(
@@ -236,7 +257,11 @@ def l2_norm(
     """The L2 norm of `x` over `axis`, accumulated in float32 or wider.
 
     Exact for any finite input: magnitudes whose squares would overflow (> ~1e19
-    in float32) or underflow (< ~1e-19) are rescaled by the largest element.
+    in float32) or underflow (< ~1e-19) are rescaled by a power of two.
+
+    Cost: one fused pass computes the plain sums of squares; only if one of them
+    overflowed or is below ~2^-102 (under `lax.cond`, so ordinary inputs never pay
+    for it) is a second pass made with a per-unit power-of-two scale.
 
     Args:
       x: a floating or complex array.
@@ -247,13 +272,17 @@ def l2_norm(
       The norms, in `accumulation_dtype(x.dtype)`.
     """
     x = _widen(x)
+    sumsq = jnp.sum(x * x, axis=axis, keepdims=True)
     if x.size == 0:
-        return jnp.sqrt(jnp.sum(x * x, axis=axis, keepdims=keepdims))
-    return _robust_norm(
-        [x],
-        lambda v: jnp.sum(v * v, axis=axis, keepdims=keepdims),
-        lambda v: jnp.max(jnp.abs(v), axis=axis, keepdims=keepdims),
-    )
+        norm = jnp.sqrt(sumsq)
+    else:
+        norm = jax.lax.cond(
+            _needs_rescale(sumsq),
+            lambda s: _scaled_norm(x, _rescale_factor(s), axis=axis, keepdims=True),
+            jnp.sqrt,
+            sumsq,
+        )
+    return norm if keepdims else jnp.squeeze(norm, axis=axis)
 
 
 def global_norm(tree: Any) -> jax.Array:
@@ -263,6 +292,10 @@ def global_norm(tree: Any) -> jax.Array:
     bfloat16 gradients of magnitude 1e3 do not overflow as they would in their own
     dtype; and, as for `l2_norm`, float32 magnitudes beyond 1e19 or below 1e-19
     are rescaled instead of overflowing or flushing to zero.
+
+    Cost: one fused reduction per leaf. Only if the total overflowed or is below
+    ~2^-102 does a second pass (under `lax.cond`) recompute each leaf's norm with
+    its own power-of-two scale and combine them as m·sqrt(Σ (nᵢ/m)²).
 
     Args:
       tree: a pytree of arrays (None leaves are skipped).
@@ -277,7 +310,24 @@ def global_norm(tree: Any) -> jax.Array:
     xs = [x for x in xs if x.size]
     if not xs:
         return jnp.zeros((), acc)
-    return _robust_norm(xs, lambda v: jnp.sum(v * v), lambda v: jnp.max(jnp.abs(v)))
+    sums = [jnp.sum(x * x) for x in xs]
+    total = functools.reduce(jnp.add, sums)
+
+    def rescaled(sums):
+        # One scale per leaf (not one shared scalar): a scalar broadcast shared by
+        # same-shaped leaves is materialized by XLA:CPU as a full-size buffer.
+        return _combine_norms(
+            jnp.stack(
+                [
+                    _scaled_norm(x, _rescale_factor(s))
+                    for x, s in zip(xs, sums, strict=True)
+                ]
+            )
+        )
+
+    return jax.lax.cond(
+        _needs_rescale(total), rescaled, lambda sums: jnp.sqrt(total), sums
+    )
 
 
 def norm_dtype(tree: Any) -> jnp.dtype:
