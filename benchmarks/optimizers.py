@@ -29,7 +29,15 @@ float32 element, n elements:
     clip_by_global_norm + adamw   adamw plus one extra read of g (norm)   8 n
 
 Compile time is that of `jax.jit(step).lower(...).compile()` for each library.
+
+From each compiled step (`hlo_stats.py`): `kernels`, the fusions one call launches;
+`traffic`, the bytes those kernels read and write, in units of the parameter bytes
+(4 n), to compare with the minimum above (e.g. 10 for Adam, whose m, v and p are
+three kernels that each stream their inputs, against a minimum of 7); and `temp MB`,
+the scratch memory XLA allocates (a materialized intermediate shows up here).
+
 Figures from a shared 2-core machine are noisy; rerun before drawing conclusions.
+See benchmarks/README.md for the method and the latest table.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from hlo_stats import step_stats  # benchmarks/hlo_stats.py, beside this script
 
 import jaxnn
 
@@ -134,7 +143,7 @@ def compile_step(tx, apply, params, grads):
         .lower(params, state, grads)
         .compile()
     )
-    return compiled, state, time.perf_counter() - t0
+    return compiled, state, time.perf_counter() - t0, step_stats(compiled)
 
 
 def copy_tree(tree):
@@ -177,6 +186,7 @@ def bench_case(label: str, params: dict, grads: dict, rounds: int, warmup: int, 
     header = (
         f"{'optimizer':<18}{'jaxnn ms':>10}{'optax ms':>10}{'ratio':>8}"
         f"{'jaxnn %bw':>11}{'optax %bw':>11}{'compile j/o s':>16}{'c.ratio':>9}"
+        f"{'kernels j/o':>13}{'traffic j/o':>13}{'min':>5}{'temp MB j/o':>15}"
     )
     print(header)
     print("-" * len(header))
@@ -188,8 +198,11 @@ def bench_case(label: str, params: dict, grads: dict, rounds: int, warmup: int, 
             "optax": (theirs_f(), optax.apply_updates),
         }
         run = {}
+        stats = {}
         for lib, (tx, apply) in libs.items():
-            compiled, state, compile_s = compile_step(tx, apply, params, grads)
+            compiled, state, compile_s, stats[lib] = compile_step(
+                tx, apply, params, grads
+            )
             run[lib] = [compiled, copy_tree(params), state, compile_s, []]
         case_triad = len(triad.times)
         for _ in range(warmup):
@@ -209,12 +222,17 @@ def bench_case(label: str, params: dict, grads: dict, rounds: int, warmup: int, 
         ms = {lib: statistics.median(r[4]) * 1e3 for lib, r in run.items()}
         bw = {lib: arrays * 4 * n / (ms[lib] / 1e3) / triad_bw for lib in run}
         c = {lib: r[3] for lib, r in run.items()}
+        traffic = {lib: st.kernel_bytes / (4 * n) for lib, st in stats.items()}
+        temp = {lib: st.temp_bytes / 1e6 for lib, st in stats.items()}
         print(
             f"{name:<18}{ms['jaxnn']:>10.2f}{ms['optax']:>10.2f}"
             f"{ms['jaxnn'] / ms['optax']:>8.2f}{bw['jaxnn']:>11.0%}{bw['optax']:>11.0%}"
             f"{c['jaxnn']:>8.2f}/{c['optax']:<7.2f}{c['jaxnn'] / c['optax']:>9.2f}"
+            f"{stats['jaxnn'].fusions:>7}/{stats['optax'].fusions:<5}"
+            f"{traffic['jaxnn']:>7.1f}/{traffic['optax']:<5.1f}{arrays:>5}"
+            f"{temp['jaxnn']:>8.1f}/{temp['optax']:<6.1f}"
         )
-        rows.append((name, ms, bw, c))
+        rows.append((name, ms, bw, c, stats))
         del run
     triad_s = statistics.median(triad.times)
     print(

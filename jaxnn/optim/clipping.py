@@ -21,10 +21,12 @@ from jaxnn._checks import check_nonnegative, check_tree_matches
 from jaxnn._dtypes import accumulation_dtype, compute_dtype
 from jaxnn.optim.base import (
     GradientTransformation,
+    _combine_norms,
     global_norm,
     l2_norm,
     norm_dtype,
 )
+from jaxnn.optim.transforms import _map_leaves
 
 
 class ClipState(NamedTuple):
@@ -181,6 +183,11 @@ def unitwise_norm(x: jax.Array) -> jax.Array:
       ValueError: if `x` has more than 5 dimensions.
     """
     x = jnp.asarray(x)
+    return jnp.broadcast_to(_unit_norms(x), x.shape)
+
+
+def _unit_norms(x: jax.Array) -> jax.Array:
+    """The norms of `unitwise_norm`, one per unit, with the reduced axes kept."""
     if sum(d != 1 for d in x.shape) <= 1:
         axes: tuple[int, ...] | None = None
     elif x.ndim in (2, 3):
@@ -191,7 +198,7 @@ def unitwise_norm(x: jax.Array) -> jax.Array:
         raise ValueError(
             f"adaptive_grad_clip supports leaves of rank <= 5, got shape {x.shape}"
         )
-    return jnp.broadcast_to(l2_norm(x, axis=axes, keepdims=True), x.shape)
+    return l2_norm(x, axis=axes, keepdims=True)
 
 
 def adaptive_grad_clip(clipping: float, eps: float = 1e-3) -> GradientTransformation:
@@ -222,11 +229,13 @@ def adaptive_grad_clip(clipping: float, eps: float = 1e-3) -> GradientTransforma
     check_nonnegative("eps", eps)
 
     def clip_leaf(g, p):
-        g_norm = unitwise_norm(g)
-        limit = clipping * jnp.maximum(unitwise_norm(p), eps).astype(g_norm.dtype)
+        # Factors stay at the unit shape ((1, out) for a dense kernel) and are
+        # broadcast inside the kernels that read g, never as a full-size array.
+        g_norm = _unit_norms(g)
+        limit = clipping * jnp.maximum(_unit_norms(p), eps).astype(g_norm.dtype)
         clip = g_norm > limit
         factor = jnp.where(clip, limit / jnp.where(clip, g_norm, 1), 1)
-        return _rescale(g, factor)
+        return _rescale(g, factor), g_norm
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
@@ -236,7 +245,12 @@ def adaptive_grad_clip(clipping: float, eps: float = 1e-3) -> GradientTransforma
                 "params)"
             )
         check_tree_matches(updates, "updates", params, "params")
-        norm = global_norm(updates).astype(state.norm.dtype)
-        return jax.tree.map(clip_leaf, updates, params), ClipState(norm)
+        clipped, unit_norms = _map_leaves(clip_leaf, updates, params)
+        # The global norm from the unit norms (Σ over units of ‖unit‖² = ‖g‖²):
+        # no second pass over the gradients.
+        dtype = state.norm.dtype
+        norms = [n.astype(dtype).ravel() for n in jax.tree.leaves(unit_norms)]
+        norm = _combine_norms(jnp.concatenate(norms)) if norms else state.norm * 0
+        return clipped, ClipState(norm)
 
     return GradientTransformation(_clip_state_init, update)
