@@ -16,6 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jaxnn
@@ -104,3 +105,29 @@ def test_clipped_step_matches_the_unfused_arithmetic():
     expected = jaxnn.apply_updates(params, updates)
     for a, e in zip(fused_params, expected, strict=True):
         np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("clip", [1.0, 1e3], ids=["clipping", "not_clipping"])
+def test_clipped_adamw_trajectory_matches_optax(clip):
+    # 20 jitted steps on a tree of small (concatenated by global_norm) and large
+    # leaves, gradients that change every step, clip active or not.
+    params = _tree(0) + _tree(1, shapes=LARGE)
+    ours = jaxnn.chain(jaxnn.clip_by_global_norm(clip), jaxnn.adamw(1e-2))
+    theirs = optax.chain(optax.clip_by_global_norm(clip), optax.adamw(1e-2))
+
+    def run(tx, apply):
+        @jax.jit
+        def step(p, s, g):
+            u, s = tx.update(g, s, p)
+            return apply(p, u), s
+
+        p, s = params, tx.init(params)
+        for t in range(20):
+            g = [x * 3.0 for x in _tree(100 + t) + _tree(200 + t, shapes=LARGE)]
+            p, s = step(p, s, g)
+        return p
+
+    for a, e in zip(
+        run(ours, jaxnn.apply_updates), run(theirs, optax.apply_updates), strict=True
+    ):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
