@@ -1,29 +1,44 @@
 """Property-based equivalence with optax: every transform with an optax twin.
 
-For random hyperparameters, random gradient sequences and random parameter values
-on pytrees with nested dicts, lists, tuples, `None` leaves, scalars, zero-size arrays
-and leaves of 1 to 4 dimensions, each jaxnn transform gives the updates (and, where
-the state layouts agree, the states) of its optax twin over `STEPS` steps.
+Each property runs `STEPS` updates with random hyperparameters, gradient sequences
+and parameter values (each leaf at a random scale from 1e-3 to 1e3), and requires
+jaxnn to give the updates (and, where the state layouts agree, the states) of its
+optax twin:
 
-Speed: hypothesis draws *values*, not shapes. The tree structure is fixed (`TREE`)
-and the hyperparameters enter as traced float32 scalars, so each (transform,
-structural option, dtype) compiles exactly once, into one jitted function that runs
-jaxnn and optax side by side under `lax.scan`; the examples then only execute it.
-Profiles: "ci" (default, 100 examples per transform and property) and "thorough"
-(1000), chosen with the environment variable HYPOTHESIS_PROFILE; both have no
-deadline, and "ci" is derandomized so CI runs are reproducible.
+- `test_matches_optax_float32`: every transform in `SPECS` on the fixed tree `TREE`
+  (nested dict, list and tuple, `None` leaves, scalars, zero-size arrays, leaves of
+  rank 1 to 4), in float32.
+- `test_matches_optax_low_precision`: the transforms without squared moments
+  (`LOW_PRECISION`) with bfloat16 or float16 params, gradients and state, on `TREE`.
+- `test_float32_moments_with_bfloat16_params`: adam, adamw, nadam and scale_by_adam
+  with bfloat16 params and gradients and float32 moments, on `TREE`.
 
-Tolerances (`assert_close_per_leaf`): per leaf, |a − e| <= rtol·|e| + atol·max|e|,
-with rtol/atol from `tol(dtype)` in `tests/helpers.py` (float32 1e-5/1e-6, bfloat16
-2e-2/1e-2, float16 2e-3/1e-3) and atol taken relative to the leaf's largest
-magnitude, so that leaves of 1e-6 are held to the same relative standard as leaves
-of 1e3 (plus four smallest subnormals, which matters for float16 only).
+Examples per transform, in the "ci" profile (the default) and in "thorough"
+(HYPOTHESIS_PROFILE=thorough): 100 and 1000 for each (bfloat16 and float16 together
+in the second). Both profiles have no deadline; "ci" is derandomized, so its
+examples are the same on every run.
 
-Low precision: with bfloat16 or float16 gradients, params and state, jaxnn is
-compared with optax run in float32 on the same (exactly upcast) inputs: jaxnn
-rounds its state to the low dtype once per step, so elements that almost cancel
-(momentum of alternating gradients) carry an error of a few ulps *of the leaf's
-scale*, not of their own value, which the leaf-relative atol covers.
+Speed: on `TREE`, hypothesis draws values, not shapes, and the hyperparameters enter
+as traced float32 scalars, so each (transform, structural option, dtype) compiles
+once, into one jitted function that runs jaxnn and optax side by side under
+`lax.scan`; the examples then only execute it.
+
+Tolerances, per dtype (`tol(dtype)` in `tests/helpers.py`, applied per leaf by
+`assert_close_per_leaf` as |a − e| <= rtol·|e| + atol·max|e|, the atol relative to
+the leaf's largest magnitude so that leaves of 1e-6 are held to the same standard as
+leaves of 1e3):
+
+- float32: rtol 1e-5, atol 1e-6.
+- bfloat16: rtol 2e-2, atol 1e-2; float16: rtol 2e-3, atol 1e-3 (plus four smallest
+  subnormals, 2.4e-7: updates of 1e-7 are subnormal in float16). jaxnn runs in the
+  low dtype and optax in float32 on the same, exactly upcast, inputs. jaxnn rounds
+  its state to the low dtype once per step, so elements that almost cancel
+  (momentum of alternating gradients) carry an error of a few ulps of the leaf's
+  scale, not of their own value: hence the leaf-relative atol.
+- bfloat16 params with float32 moments: the moments to float32 tolerance (they are
+  computed in float32 from the same values as optax's); the updates elementwise
+  within 2^-6·(|e| + lr·wd·|θ|), four times bfloat16's unit roundoff, for the up to
+  three roundings of the chain (`BF16_UPDATE_RTOL`).
 """
 
 from __future__ import annotations
@@ -94,24 +109,25 @@ def _fill(specs, rng, dtype, lead=()):
 
 
 # --- the transforms and their optax twins -----------------------------------------
-# Each entry: hyperparameter strategies (float32 scalars, traced), structural
+# Each entry: hyperparameter ranges [low, high] (float32 scalars, traced), structural
 # configurations (compile-time options), the jaxnn and optax builders, and whether
 # the states are laid out alike (then they are compared leaf by leaf too).
 
-_lr = st.floats(1e-4, 1.0)
-_decay = st.floats(0.0, 0.99)
+_lr = (1e-4, 1.0)
+_decay = (0.0, 0.99)
 # RMS decay >= 0.1: centered RMS divides by sqrt(G − m² + ε), and with decay near 0
 # G − m² = β(1 − β)(g − m)² is a cancellation of two ~g² terms, so both libraries
 # return rounding noise (ill-conditioned, not a disagreement worth testing).
-_rms_decay = st.floats(0.1, 0.99)
-_b2 = st.floats(0.9, 0.9999)
-_eps = st.floats(1e-8, 1e-3)
-_nonneg = st.floats(0.0, 1.0)
-_clip = st.floats(1e-3, 10.0)
+_rms_decay = (0.1, 0.99)
+_b2 = (0.9, 0.9999)
+_eps = (1e-8, 1e-3)
+_nonneg = (0.0, 1.0)
+_clip = (1e-3, 10.0)
+_eps_root = (0.0, 1e-6)
 
 SPECS = {
     "scale": (
-        dict(f=st.floats(-10.0, 10.0)),
+        dict(f=(-10.0, 10.0)),
         [{}],
         lambda h, c: jaxnn.scale(h["f"]),
         lambda h, c: optax.scale(h["f"]),
@@ -150,7 +166,7 @@ SPECS = {
         True,
     ),
     "scale_by_adam": (
-        dict(b1=_decay, b2=_b2, eps=_eps, eps_root=st.floats(0.0, 1e-6)),
+        dict(b1=_decay, b2=_b2, eps=_eps, eps_root=_eps_root),
         [dict(nesterov=False), dict(nesterov=True)],
         lambda h, c: jaxnn.scale_by_adam(
             h["b1"], h["b2"], h["eps"], h["eps_root"], **c
@@ -260,7 +276,7 @@ SPECS = {
         True,
     ),
     "adam": (
-        dict(lr=_lr, b1=_decay, b2=_b2, eps=_eps, eps_root=st.floats(0.0, 1e-6)),
+        dict(lr=_lr, b1=_decay, b2=_b2, eps=_eps, eps_root=_eps_root),
         [{}],
         lambda h, c: jaxnn.adam(h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"]),
         lambda h, c: optax.adam(h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"]),
@@ -278,7 +294,7 @@ SPECS = {
         True,
     ),
     "nadam": (
-        dict(lr=_lr, b1=_decay, b2=_b2, eps=_eps, eps_root=st.floats(0.0, 1e-6)),
+        dict(lr=_lr, b1=_decay, b2=_b2, eps=_eps, eps_root=_eps_root),
         [{}],
         lambda h, c: jaxnn.nadam(h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"]),
         lambda h, c: optax.nadam(h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"]),
@@ -289,16 +305,18 @@ SPECS = {
 _RUNNERS: dict = {}
 
 
-def _runner(name, config_index, dtype):
+def _runner(name, config_index, dtype, float32_moments=False):
     """One jitted function per (transform, config, dtype): compiled once.
 
     Runs jaxnn in `dtype` and optax in float32 on the upcast inputs, `STEPS`
     updates each with the same gradients, and returns both update sequences and
-    final states.
+    final states. With `float32_moments`, jaxnn is built by `FLOAT32_MOMENTS`.
     """
-    key = (name, config_index, jnp.dtype(dtype).name)
+    key = (name, config_index, jnp.dtype(dtype).name, float32_moments)
     if key not in _RUNNERS:
         _, configs, ours_fn, theirs_fn, _ = SPECS[name]
+        if float32_moments:
+            ours_fn = FLOAT32_MOMENTS[name]
         config = configs[config_index]
 
         @jax.jit
@@ -347,10 +365,19 @@ def assert_close_per_leaf(actual, expected, dtype):
         )
 
 
-def _check(name, data, dtype, seed):
-    hp_strats, configs, _, _, states_alike = SPECS[name]
+def _draw_config_and_hyperparameters(name, data):
+    ranges, configs, _, _, _ = SPECS[name]
     config_index = data.draw(st.integers(0, len(configs) - 1), label="config")
-    hp = {k: np.float32(data.draw(s, label=k)) for k, s in sorted(hp_strats.items())}
+    hp = {
+        k: np.float32(data.draw(st.floats(*r), label=k))
+        for k, r in sorted(ranges.items())
+    }
+    return config_index, hp
+
+
+def _check(name, data, dtype, seed):
+    states_alike = SPECS[name][4]
+    config_index, hp = _draw_config_and_hyperparameters(name, data)
     rng = np.random.default_rng(seed)
     params = _fill(TREE, rng, dtype)
     grads = _fill(TREE, rng, dtype, lead=(STEPS,))
@@ -374,7 +401,8 @@ def test_matches_optax_float32(name, data, seed):
 # scalings (scale_by_rss/rms/adam and their optimizers) store squared gradients:
 # kept in bfloat16/float16 they lose range (g = 1e-3 gives g² = 1e-6, subnormal in
 # float16), so with low-precision params they are compared in float32 only; their
-# low-precision use goes through `mu_dtype`/`nu_dtype` (float32 moments).
+# low-precision use goes through `mu_dtype`/`nu_dtype` (float32 moments), tested by
+# `test_float32_moments_with_bfloat16_params` below.
 LOW_PRECISION = [
     "add_decayed_weights",
     "adaptive_grad_clip",
@@ -398,3 +426,61 @@ LOW_PRECISION = [
 )
 def test_matches_optax_low_precision(name, data, seed, dtype):
     _check(name, data, dtype, seed)
+
+
+# --- adaptive optimizers: bfloat16 params and gradients, float32 moments -----------
+# The usual mixed-precision setup. jaxnn has mu_dtype and nu_dtype, optax only
+# mu_dtype, so optax runs in float32 on the exactly upcast inputs. Then:
+# - the moments are computed in float32 from the same values in both libraries, so
+#   they must agree to float32 tolerance (a moment rounded through bfloat16 even
+#   once is off by up to 2^-8 relative, some 400 times float32's rtol);
+# - the updates are rounded to bfloat16 (unit roundoff u = 2^-8) after each stage
+#   of the chain: scale_by_adam's output, then (adamw) after adding wd·θ, then after
+#   scaling by −lr. Hence |a − e| <= 3u·|e| + u·lr·wd·|θ| to first order; we allow
+#   `BF16_UPDATE_RTOL`·(|e| + lr·wd·|θ|), with wd = 0 but for adamw. Elementwise,
+#   not per leaf: with float32 moments nothing cancels in low precision.
+
+_F32 = dict(mu_dtype=jnp.float32, nu_dtype=jnp.float32)
+FLOAT32_MOMENTS = {
+    "scale_by_adam": lambda h, c: jaxnn.scale_by_adam(
+        h["b1"], h["b2"], h["eps"], h["eps_root"], **c, **_F32
+    ),
+    "adam": lambda h, c: jaxnn.adam(
+        h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"], **_F32
+    ),
+    "adamw": lambda h, c: jaxnn.adamw(
+        h["lr"], h["b1"], h["b2"], h["eps"], weight_decay=h["wd"], **_F32
+    ),
+    "nadam": lambda h, c: jaxnn.nadam(
+        h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"], **_F32
+    ),
+}
+BF16_UPDATE_RTOL = 2.0**-6
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT32_MOMENTS))
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_float32_moments_with_bfloat16_params(name, data, seed):
+    config_index, hp = _draw_config_and_hyperparameters(name, data)
+    rng = np.random.default_rng(seed)
+    params = _fill(TREE, rng, jnp.bfloat16)
+    grads = _fill(TREE, rng, jnp.bfloat16, lead=(STEPS,))
+    run = _runner(name, config_index, jnp.bfloat16, float32_moments=True)
+    u1, u2, s1, s2 = run(hp, params, grads)
+
+    adam_state = s1 if name == "scale_by_adam" else s1[0]
+    assert isinstance(adam_state, jaxnn.ScaleByAdamState)
+    assert adam_state.count.dtype == jnp.int32
+    for m in jax.tree.leaves((adam_state.mu, adam_state.nu)):
+        assert m.dtype == jnp.float32
+    assert_close_per_leaf(jax.tree.leaves(s1), jax.tree.leaves(s2), jnp.float32)
+
+    decay = hp["lr"] * hp["wd"] if "wd" in hp else 0.0
+    p_leaves = jax.tree.leaves(params)
+    for a, e, p in zip(jax.tree.leaves(u1), jax.tree.leaves(u2), p_leaves, strict=True):
+        assert a.dtype == jnp.bfloat16 and a.shape == (STEPS, *p.shape)
+        a, e = np.asarray(a, np.float64), np.asarray(e, np.float64)
+        p = np.abs(np.asarray(p, np.float64))
+        bound = BF16_UPDATE_RTOL * (np.abs(e) + decay * p)
+        bad = ~(np.abs(a - e) <= bound)
+        assert not bad.any(), f"{bad.sum()} of {a.size}: {a[bad][:5]} vs {e[bad][:5]}"
