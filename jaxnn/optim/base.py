@@ -204,6 +204,17 @@ def _widen(x: Any) -> jax.Array:
     return x.astype(acc)
 
 
+def _cond(pred: jax.Array, true_fn: Callable, false_fn: Callable, operand: Any):
+    """`lax.cond`, or a plain Python branch when `pred` is concrete (eager calls).
+
+    Eager `lax.cond` with fresh closures compiles both branches on every call
+    (tens of ms); outside jit the predicate is known, so only one branch runs.
+    """
+    if isinstance(pred, jax.core.Tracer):
+        return jax.lax.cond(pred, true_fn, false_fn, operand)
+    return true_fn(operand) if bool(pred) else false_fn(operand)
+
+
 def _rescale_factor(sumsq: jax.Array) -> jax.Array:
     """A power of two c such that Σ(c·x)² neither overflows nor underflows.
 
@@ -276,7 +287,7 @@ def l2_norm(
     if x.size == 0:
         norm = jnp.sqrt(sumsq)
     else:
-        norm = jax.lax.cond(
+        norm = _cond(
             _needs_rescale(sumsq),
             lambda s: _scaled_norm(x, _rescale_factor(s), axis=axis, keepdims=True),
             jnp.sqrt,
@@ -329,9 +340,7 @@ def global_norm(tree: Any) -> jax.Array:
             )
         )
 
-    return jax.lax.cond(
-        _needs_rescale(total), rescaled, lambda sums: jnp.sqrt(total), sums
-    )
+    return _cond(_needs_rescale(total), rescaled, lambda sums: jnp.sqrt(total), sums)
 
 
 _SMALL_LEAF = 4096

@@ -249,7 +249,8 @@ def adaptive_grad_clip(clipping: float, eps: float = 1e-3) -> GradientTransforma
         # The global norm from the unit norms (Σ over units of ‖unit‖² = ‖g‖²):
         # no second pass over the gradients.
         dtype = state.norm.dtype
-        norms = [n.astype(dtype).ravel() for n in jax.tree.leaves(unit_norms)]
+        leaves = jax.tree.leaves(unit_norms)
+        norms = [n.astype(dtype).ravel() for n in leaves if n.size]
         norm = _combine_norms(jnp.concatenate(norms)) if norms else state.norm * 0
         return clipped, ClipState(norm)
 
