@@ -352,3 +352,13 @@ def test_global_norm_clip_keeps_direction_at_extreme_magnitudes(magnitude):
     out, _ = tx.update(g, tx.init(g))
     expected = np_clip_by_global_norm(g, 0.0 if magnitude < 1 else 1.0)
     assert_trees_close(out, expected)
+
+
+def test_agc_on_zero_size_leaves_matches_optax():
+    # Unit norms of a (2, 0) leaf have shape (1, 0): nothing to combine.
+    for p in ({"a": jnp.zeros((2, 0))}, {"a": jnp.zeros((2, 0)), "b": jnp.ones(3)}):
+        tx, ref = jaxnn.adaptive_grad_clip(1.0), optax.adaptive_grad_clip(1.0)
+        out, state = tx.update(p, tx.init(p), p)
+        expected, _ = ref.update(p, ref.init(p), p)
+        assert_trees_close(out, expected)
+        np.testing.assert_allclose(state.norm, np_global_norm(p), rtol=1e-6)
