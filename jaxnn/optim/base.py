@@ -225,18 +225,24 @@ def _rescale_factor(sumsq: jax.Array) -> jax.Array:
     mantissa bits; every |x| below 2^-51), c = 2^(25E/32) scales them up without
     overflow, and nothing representable is lost. Elsewhere c = 1.
     """
-    info = jnp.finfo(sumsq.dtype)
-    e = info.maxexp
-    small = info.tiny * 2.0 ** (info.nmant + 1)
+    e = jnp.finfo(sumsq.dtype).maxexp
     down = jnp.asarray(2.0 ** (-(5 * e) // 8), sumsq.dtype)
     up = jnp.asarray(2.0 ** ((25 * e) // 32), sumsq.dtype)
     one = jnp.ones_like(sumsq)
-    return jnp.where(jnp.isinf(sumsq), down, jnp.where(sumsq < small, up, one))
+    small = sumsq < _smallest_exact_sumsq(sumsq.dtype)
+    return jnp.where(jnp.isinf(sumsq), down, jnp.where(small, up, one))
+
+
+def _smallest_exact_sumsq(dtype: Any) -> float:
+    """tiny·2^(p+1): below it, squares may have been subnormal or flushed."""
+    info = jnp.finfo(dtype)
+    return float(info.tiny) * 2.0 ** (info.nmant + 1)
 
 
 def _needs_rescale(sumsq: jax.Array) -> jax.Array:
-    info = jnp.finfo(sumsq.dtype)
-    return jnp.any(jnp.isinf(sumsq) | (sumsq < info.tiny * 2.0 ** (info.nmant + 1)))
+    """Whether any plain sum of squares overflowed or may have underflowed."""
+    small = sumsq < _smallest_exact_sumsq(sumsq.dtype)
+    return jnp.any(jnp.isinf(sumsq) | small)
 
 
 def _scaled_norm(x: jax.Array, c: jax.Array, **sum_kwargs: Any) -> jax.Array:

@@ -251,7 +251,11 @@ def adaptive_grad_clip(clipping: float, eps: float = 1e-3) -> GradientTransforma
         dtype = state.norm.dtype
         leaves = jax.tree.leaves(unit_norms)
         norms = [n.astype(dtype).ravel() for n in leaves if n.size]
-        norm = _combine_norms(jnp.concatenate(norms)) if norms else state.norm * 0
+        norm = (
+            _combine_norms(jnp.concatenate(norms))
+            if norms
+            else jnp.zeros_like(state.norm)
+        )
         return clipped, ClipState(norm)
 
     return GradientTransformation(_clip_state_init, update)
