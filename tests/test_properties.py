@@ -13,7 +13,7 @@ optax twin:
 - `test_float32_moments_with_bfloat16_params`: adam, adamw, nadam and scale_by_adam
   with bfloat16 params and gradients and float32 moments, on `TREE`.
 - `test_matches_optax_random_structures`: every transform in `SPECS` on random tree
-  structures (`random_tree`), in float32.
+  structures (`random_structure`), in float32.
 
 Examples per transform, in the "ci" profile (the default) and in "thorough"
 (HYPOTHESIS_PROFILE=thorough): 100 and 1000 for each of the first three (bfloat16
@@ -511,7 +511,7 @@ def test_float32_moments_with_bfloat16_params(name, data, seed):
 DRAWS = 4
 
 
-def random_tree(rng, depth=3):
+def random_structure(rng, depth=3):
     """A random pytree of `_spec` leaves: the structures the property runs on.
 
     Nested dicts, lists and tuples of one to three children, up to `depth` levels;
@@ -603,7 +603,7 @@ def _all_transforms_step(configs):
 @given(seed=st.integers(0, 2**32 - 1))
 def test_matches_optax_random_structures(seed):
     rng = np.random.default_rng(seed)
-    specs = random_tree(rng)
+    specs = random_structure(rng)
     note(f"structure: {specs}")
     configs = {n: SPECS[n][1][rng.integers(len(SPECS[n][1]))] for n in sorted(SPECS)}
     step = _all_transforms_step(configs)
