@@ -3,6 +3,8 @@
 Every public name is re-exported here; users write `jaxnn.adamw`, `jaxnn.batchnorm`.
 """
 
+from jaxnn._masks import MaskedNode
+from jaxnn._norms import global_norm
 from jaxnn.activations import (
     leaky_relu,
     leaky_relu_derivative,
@@ -42,11 +44,14 @@ from jaxnn.optim.adaptive import (
 from jaxnn.optim.base import (
     EmptyState,
     GradientTransformation,
+    ScalarOrSchedule,
+    Schedule,
     apply_updates,
     chain,
-    global_norm,
     identity,
+    safe_increment,
     stateless,
+    with_extra_args_support,
 )
 from jaxnn.optim.clipping import (
     ClipByLayerNormState,
@@ -57,6 +62,7 @@ from jaxnn.optim.clipping import (
     clip_by_value,
     unitwise_norm,
 )
+from jaxnn.optim.masking import MaskedState, masked
 from jaxnn.optim.optimizers import (
     adagrad,
     adam,
@@ -68,13 +74,7 @@ from jaxnn.optim.optimizers import (
     rmsprop,
     sgd,
 )
-from jaxnn.optim.regularization import (
-    MaskedNode,
-    MaskedState,
-    add_decayed_weights,
-    add_l1,
-    masked,
-)
+from jaxnn.optim.regularization import add_decayed_weights, add_l1
 from jaxnn.optim.safety import SkipNonfiniteState, all_finite, skip_nonfinite
 from jaxnn.optim.schedules import (
     constant_schedule,
@@ -105,11 +105,13 @@ __all__ = [
     "GradientTransformation",
     "MaskedNode",
     "MaskedState",
+    "ScalarOrSchedule",
     "ScaleByAdamState",
     "ScaleByCenteredRmsState",
     "ScaleByRmsState",
     "ScaleByRssState",
     "ScaleByScheduleState",
+    "Schedule",
     "SkipNonfiniteState",
     "TraceState",
     "adagrad",
@@ -155,6 +157,7 @@ __all__ = [
     "relu",
     "relu_derivative",
     "rmsprop",
+    "safe_increment",
     "scale",
     "scale_by_adam",
     "scale_by_learning_rate",
@@ -174,6 +177,7 @@ __all__ = [
     "unitwise_norm",
     "variance_scaling",
     "warmup_cosine_decay_schedule",
+    "with_extra_args_support",
     "xavier_normal",
     "xavier_uniform",
     "zeros",

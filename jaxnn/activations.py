@@ -1,16 +1,21 @@
 """Activation functions with analytic derivatives: sigmoid, tanh, ReLU, Leaky ReLU.
 
-Each activation is a `jax.custom_jvp` whose derivative is the closed form from
-`notes/TECHNIQUES.md` section 1, and each derivative is also public
-(`sigmoid_derivative`, ...), so `jax.grad(f)(z) == f_derivative(z)` holds exactly,
-including at the kink z = 0 and for |z| >= 1e4.
+Each activation is a `jax.custom_jvp` whose derivative is the closed form
+
+    σ'(z) = σ(z)(1 − σ(z)),   tanh'(z) = 1 − tanh²(z),
+    relu'(z) = [z > 0],       leaky_relu'(z) = 1 if z > 0 else α,
+
+and each derivative is also public (`sigmoid_derivative`, ...), so
+`jax.grad(f)(z) == f_derivative(z)` holds exactly, including at the kink z = 0 and
+for |z| >= 1e4.
 
 Differences from `jax.nn`:
-  * `leaky_relu` has derivative `negative_slope` at 0 (jax.nn.leaky_relu: 1), as the
-    notes define it (z > 0 is the linear part).
+  * `leaky_relu` has derivative `negative_slope` at 0 (jax.nn.leaky_relu: 1): the
+    linear part is z > 0, so z = 0 belongs to the negative side, as for ReLU,
+    whose derivative at 0 is 0 in both libraries.
   * `sigmoid_derivative` is computed as σ(z)·σ(−z) and `tanh_derivative` as
-    4·σ(2z)·σ(−2z) = sech²(z); both equal the notes' σ(1 − σ) and 1 − tanh² but keep
-    full relative accuracy in the tails (jax.grad of jax.nn.sigmoid is exactly 0 for
+    4·σ(2z)·σ(−2z) = sech²(z); both equal σ(1 − σ) and 1 − tanh² but keep full
+    relative accuracy in the tails (jax.grad of jax.nn.sigmoid is exactly 0 for
     z > 17 in float32, where the true derivative is about 4e-8).
   * Values are the same as jax.nn's (`relu(0) = 0`, `leaky_relu(0) = 0`).
 """
@@ -24,17 +29,16 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxnn._checks import check_in_range
+from jaxnn._checks import check_in_range, check_real_array
 
 
 def _as_float(name: str, x: Any) -> jax.Array:
     """Returns `x` as a real floating array; integers and bools become floats."""
     x = jnp.asarray(x)
+    check_real_array(name, x)
     if jnp.issubdtype(x.dtype, jnp.floating):
         return x
-    if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
-        return x.astype(jnp.result_type(float))
-    raise TypeError(f"{name} must be a real (floating or integer) array, got {x.dtype}")
+    return x.astype(jnp.result_type(float))
 
 
 # --- sigmoid ---------------------------------------------------------------------

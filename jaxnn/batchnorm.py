@@ -34,7 +34,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxnn._checks import check_in_range
+from jaxnn._checks import (
+    check_axis,
+    check_bool,
+    check_floating_array,
+    check_floating_dtype,
+    check_in_range,
+    check_positive_int,
+)
 from jaxnn._dtypes import accumulation_dtype
 
 
@@ -76,17 +83,12 @@ def batchnorm_init(
       `(BatchNormParams(scale, bias), BatchNormState(mean, var))`.
 
     Raises:
-      ValueError: if `num_features` is not a positive int or `dtype` not floating.
+      TypeError: if `num_features` is not an int or `dtype` is not floating.
+      ValueError: if `num_features` < 1.
     """
-    if (
-        isinstance(num_features, bool)
-        or not isinstance(num_features, int | np.integer)
-        or num_features < 1
-    ):
-        raise ValueError(f"num_features must be a positive int, got {num_features!r}")
-    dtype = jnp.dtype(dtype)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    check_positive_int("num_features", num_features)
+    num_features = int(num_features)
+    dtype = check_floating_dtype("dtype", dtype)
     stats = accumulation_dtype(dtype)
     params = BatchNormParams(
         scale=jnp.ones((num_features,), dtype), bias=jnp.zeros((num_features,), dtype)
@@ -169,22 +171,11 @@ _bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
 
 
 def _check_args(params, state, x, training, momentum, eps, axis):
-    if not isinstance(training, bool | np.bool_):
-        raise TypeError(
-            f"training must be a Python bool (it selects the code path), got "
-            f"{training!r}"
-        )
+    check_bool("training", training, "it selects the code path")
     check_in_range("momentum", momentum, 0.0, 1.0, high_inclusive=True)
     check_in_range("eps", eps, 0.0, math.inf)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"x must be a floating array, got dtype {x.dtype}")
-    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
-        raise TypeError(f"axis must be an int, got {axis!r}")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(
-            f"axis {axis} is out of range for x of shape {x.shape} (ndim {x.ndim})"
-        )
-    axis = int(axis) % x.ndim
+    check_floating_array("x", x)
+    axis = check_axis("axis", axis, x.shape)
     c = x.shape[axis]
     for name, arr in (
         ("params.scale", params.scale),

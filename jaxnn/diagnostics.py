@@ -1,9 +1,11 @@
 """Diagnostics for vanishing and exploding gradients: per-layer norms and a report.
 
-The notes' argument (TECHNIQUES.md §2): the gradient reaching layer 1 of an n-layer
-network is a product of n − 1 per-layer factors, so factors below 1 make it vanish
-(0.5¹⁰ ≈ 0.001) and factors above 1 make it explode (1.5¹⁰ ≈ 58). The quantities
-here make that visible from inside a jitted train step:
+By the chain rule, the gradient reaching layer 1 of an n-layer network is the
+gradient at the output times n − 1 per-layer Jacobians, ∂L/∂h₁ = ∂L/∂hₙ ·
+∏ₖ₌₂ⁿ ∂hₖ/∂hₖ₋₁, so per-layer factors below 1 make it vanish geometrically
+(0.5¹⁰ ≈ 0.001) and factors above 1 make it explode (1.5¹⁰ ≈ 58) (Bengio et al.,
+1994; Glorot & Bengio, 2010). The quantities here make that visible from inside a
+jitted train step:
 
     grads = jax.grad(loss)(params)
     report = jaxnn.gradient_report(grads)       # arrays only: return it from jit
@@ -21,8 +23,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn._checks import check_in_range, check_nonnegative, check_tree_matches
-from jaxnn.optim.base import global_norm, norm_dtype
+from jaxnn._checks import (
+    check_floating_tree,
+    check_in_range,
+    check_nonnegative,
+    check_tree_matches,
+)
+from jaxnn._norms import global_norm, norm_dtype
 
 
 class GradientReport(NamedTuple):
@@ -56,25 +63,6 @@ class GradientReport(NamedTuple):
     exploding: jax.Array
 
 
-def _check_floating(tree: Any, name: str) -> None:
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        dtype = getattr(leaf, "dtype", None)
-        if dtype is None:
-            try:
-                dtype = np.asarray(leaf).dtype
-            except (TypeError, ValueError):
-                dtype = None
-        if dtype is None or not (
-            jnp.issubdtype(dtype, jnp.floating)
-            or jnp.issubdtype(dtype, jnp.complexfloating)
-        ):
-            where = jax.tree_util.keystr(path)
-            raise TypeError(
-                f"{name}{where} must be a floating-point array, got "
-                f"{type(leaf).__name__} of dtype {dtype}"
-            )
-
-
 def gradient_norms(tree: Any) -> Any:
     """The L2 norm of each leaf of `tree`, as a tree of the same structure.
 
@@ -91,7 +79,7 @@ def gradient_norms(tree: Any) -> Any:
     Raises:
       TypeError: if a leaf is not a floating-point array.
     """
-    _check_floating(tree, "tree")
+    check_floating_tree("tree", tree)
     return jax.tree.map(global_norm, tree)
 
 
@@ -128,10 +116,10 @@ def gradient_report(
 
     - `vanishing` if the smallest layer norm is below `vanishing_threshold`, or
       if `attenuation` < 1 / `ratio_threshold` (the first layer gets over
-      `ratio_threshold` times less gradient than the last: 0.5¹⁰ ≈ 1/1000 is the
-      notes' example). When `params` are given, the smallest-norm test uses the
-      relative norms ‖g_l‖ / max(‖θ_l‖, eps) instead, which do not depend on the
-      scale of the weights.
+      `ratio_threshold` times less gradient than the last: ten layers with a
+      factor of 0.5 give 0.5¹⁰ ≈ 1/1000). When `params` are given, the
+      smallest-norm test uses the relative norms ‖g_l‖ / max(‖θ_l‖, eps)
+      instead, which do not depend on the scale of the weights.
     - `exploding` if the global norm exceeds `exploding_threshold`, or any
       gradient element is NaN or ±inf, or `attenuation` > `ratio_threshold` (the
       gradient grows over `ratio_threshold` times on its way to the input).
@@ -163,7 +151,7 @@ def gradient_report(
     check_nonnegative("exploding_threshold", exploding_threshold)
     check_in_range("ratio_threshold", ratio_threshold, 1.0, np.inf)
     check_nonnegative("eps", eps)
-    _check_floating(grads, "grads")
+    check_floating_tree("grads", grads)
     layers = _layers(grads)
     if not layers:
         raise ValueError(
@@ -173,7 +161,7 @@ def gradient_report(
     param_layers = None
     if params is not None:
         check_tree_matches(grads, "grads", params, "params")
-        _check_floating(params, "params")
+        check_floating_tree("params", params)
         param_layers = _layers(params)
     # One compiled computation instead of a few eager ops per layer; inlined when
     # the caller is itself jitted.

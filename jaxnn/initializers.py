@@ -1,32 +1,50 @@
 """Weight initializer factories: zero, constant, random, Xavier/Glorot, He, LeCun.
 
-Each factory returns `init(key, shape, dtype=jnp.float32) -> array`, the
-`jax.nn.initializers` convention, so jaxnn and jax initializers are interchangeable.
+Each factory returns `init(key, shape, dtype=jnp.float32) -> array`, the calling
+convention of the initializers that `jax.nn.initializers` factories return, so an
+`init` from either library can be passed where the other's is expected (e.g.
+`dense_init(key, 3, 2, w_init=jax.nn.initializers.lecun_normal())`).
 
 Fans follow jax.nn.initializers: for a kernel of shape `shape`,
 fan_in = shape[in_axis]·r and fan_out = shape[out_axis]·r, where the receptive field
 size r is the product of every other dimension (1 for a dense (n_in, n_out) kernel,
 kh·kw for an HWIO convolution kernel).
 
-Differences from jax.nn.initializers (see notes/TECHNIQUES.md section 6):
-  * `uniform(epsilon)` is the symmetric U(−ε, ε) of the notes (jax: U[0, scale)).
+The factories are not drop-in replacements for the jax.nn.initializers of the same
+(or the Glorot) names. They differ in what they return or draw:
+
+  * `zeros()` is a factory (call it to get the initializer); jax's `zeros` is the
+    initializer itself.
+  * `uniform(epsilon)` draws the symmetric U(−ε, ε); jax's `uniform(scale)` draws
+    U[0, scale).
   * `xavier_normal`, `he_normal` and `lecun_normal` draw a plain normal with the
     standard variance (2/(fan_in + fan_out), 2/fan_in, 1/fan_in); jax's
-    glorot_normal, he_normal and lecun_normal draw a truncated normal with the same
-    variance. `variance_scaling(..., "truncated_normal")` gives jax's behaviour.
+    glorot_normal, he_normal and lecun_normal draw a normal truncated to ±2 standard
+    deviations of its base and rescaled to the same variance.
+    `variance_scaling(..., "truncated_normal")` gives jax's distribution.
+  * None takes jax's `dtype` or `batch_axis` arguments; the dtype is an argument of
+    the returned `init`, as in jax.
+
+The same distributions as jax's: `constant(value)`, `normal(stddev)` (N(0,
+stddev²), default 0.01), `xavier_uniform` (jax's glorot_uniform), `he_uniform` and
+`variance_scaling` for non-empty shapes (a zero fan is read as 1 here).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxnn._checks import check_in_range
+from jaxnn._checks import (
+    check_axis,
+    check_floating_dtype,
+    check_in_range,
+    check_one_of,
+    check_shape,
+)
 
 Initializer = Callable[..., jax.Array]
 
@@ -35,28 +53,6 @@ _DISTRIBUTIONS = ("truncated_normal", "normal", "uniform")
 # Standard deviation of a standard normal truncated to [-2, 2]; dividing by it gives
 # the truncated draw the requested variance (as jax.nn.initializers does).
 _TRUNCATED_STD = 0.87962566103423978
-
-
-def _shape(shape: Any) -> tuple[int, ...]:
-    if isinstance(shape, int | np.integer):
-        shape = (shape,)
-    if isinstance(shape, str | bytes) or not isinstance(shape, Sequence):
-        raise TypeError(f"shape must be a sequence of ints, got {shape!r}")
-    if not all(
-        isinstance(d, int | np.integer) and not isinstance(d, bool) for d in shape
-    ):
-        raise TypeError(f"shape must be a sequence of ints, got {shape!r}")
-    out = tuple(int(d) for d in shape)
-    if any(d < 0 for d in out):
-        raise ValueError(f"shape must have non-negative dimensions, got {out}")
-    return out
-
-
-def _float_dtype(dtype: Any) -> jnp.dtype:
-    dt = jnp.dtype(dtype)
-    if not jnp.issubdtype(dt, jnp.floating):
-        raise ValueError(f"dtype must be a floating dtype for random draws, got {dt}")
-    return dt
 
 
 def _compute_fans(
@@ -76,23 +72,20 @@ def _compute_fans(
       The pair (fan_in, fan_out) as floats.
 
     Raises:
-      ValueError: if `shape` has fewer than 2 dimensions or the axes are invalid.
+      TypeError: if an axis is not an int.
+      ValueError: if `shape` has fewer than 2 dimensions or the axes are out of
+        range or equal.
     """
-    shape = _shape(shape)
-    ndim = len(shape)
-    if ndim < 2:
+    shape = check_shape("shape", shape)
+    if len(shape) < 2:
         raise ValueError(
             "fan-based initializers need a shape with at least 2 dimensions "
             f"(in and out), got shape {shape}"
         )
-    axes = []
-    for name, axis in (("in_axis", in_axis), ("out_axis", out_axis)):
-        if not isinstance(axis, int | np.integer) or not -ndim <= axis < ndim:
-            raise ValueError(
-                f"{name} must be an int in [{-ndim}, {ndim}) for shape {shape}, "
-                f"got {axis!r}"
-            )
-        axes.append(int(axis) % ndim)
+    axes = [
+        check_axis("in_axis", in_axis, shape),
+        check_axis("out_axis", out_axis, shape),
+    ]
     if axes[0] == axes[1]:
         raise ValueError(
             f"in_axis and out_axis must differ, got {in_axis} and {out_axis}"
@@ -113,7 +106,7 @@ def zeros() -> Initializer:
 
     def init(key, shape, dtype=jnp.float32):
         del key
-        return jnp.zeros(_shape(shape), dtype)
+        return jnp.zeros(check_shape("shape", shape), dtype)
 
     return init
 
@@ -134,7 +127,7 @@ def constant(value: float) -> Initializer:
 
     def init(key, shape, dtype=jnp.float32):
         del key
-        return jnp.full(_shape(shape), value, dtype)
+        return jnp.full(check_shape("shape", shape), value, dtype)
 
     return init
 
@@ -142,8 +135,8 @@ def constant(value: float) -> Initializer:
 def uniform(epsilon: float = 0.05) -> Initializer:
     """Initializer drawing from the symmetric uniform U(−ε, ε) (variance ε²/3).
 
-    Ignores the layer size, so deep stacks initialized this way tend to vanish or
-    explode (notes, section 6).
+    Ignores the layer size, so the variance of the activations of a deep stack
+    initialized this way shrinks or grows geometrically with depth.
 
     Args:
       epsilon: half-width ε ≥ 0 of the interval.
@@ -157,9 +150,9 @@ def uniform(epsilon: float = 0.05) -> Initializer:
     check_in_range("epsilon", epsilon, 0.0, math.inf)
 
     def init(key, shape, dtype=jnp.float32):
-        dtype = _float_dtype(dtype)
+        dtype = check_floating_dtype("dtype", dtype)
         return jax.random.uniform(
-            key, _shape(shape), dtype, minval=-epsilon, maxval=epsilon
+            key, check_shape("shape", shape), dtype, minval=-epsilon, maxval=epsilon
         )
 
     return init
@@ -180,8 +173,10 @@ def normal(stddev: float = 0.01) -> Initializer:
     check_in_range("stddev", stddev, 0.0, math.inf)
 
     def init(key, shape, dtype=jnp.float32):
-        dtype = _float_dtype(dtype)
-        return jax.random.normal(key, _shape(shape), dtype) * jnp.asarray(stddev, dtype)
+        dtype = check_floating_dtype("dtype", dtype)
+        return jax.random.normal(key, check_shape("shape", shape), dtype) * jnp.asarray(
+            stddev, dtype
+        )
 
     return init
 
@@ -217,16 +212,12 @@ def variance_scaling(
         or (when called) the shape has fewer than 2 dimensions.
     """
     check_in_range("scale", scale, 0.0, math.inf, low_inclusive=False)
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-    if distribution not in _DISTRIBUTIONS:
-        raise ValueError(
-            f"distribution must be one of {_DISTRIBUTIONS}, got {distribution!r}"
-        )
+    check_one_of("mode", mode, _MODES)
+    check_one_of("distribution", distribution, _DISTRIBUTIONS)
 
     def init(key, shape, dtype=jnp.float32):
-        shape = _shape(shape)
-        dtype = _float_dtype(dtype)
+        shape = check_shape("shape", shape)
+        dtype = check_floating_dtype("dtype", dtype)
         fan_in, fan_out = _compute_fans(shape, in_axis, out_axis)
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}
         variance = jnp.asarray(scale / max(1.0, n[mode]), dtype)
@@ -262,8 +253,8 @@ def xavier_uniform(in_axis: int = -2, out_axis: int = -1) -> Initializer:
 def xavier_normal(in_axis: int = -2, out_axis: int = -1) -> Initializer:
     """Xavier/Glorot normal: N(0, 2/(fan_in + fan_out)).
 
-    The notes write 1/(fan_in + fan_out); jaxnn keeps Glorot & Bengio's factor 2.
-    A plain normal, where jax.nn.initializers.glorot_normal truncates.
+    The variance 2/(fan_in + fan_out) of Glorot & Bengio (2010). A plain normal,
+    where jax.nn.initializers.glorot_normal draws a truncated one.
 
     Args:
       in_axis: the input-feature axis of the kernel.

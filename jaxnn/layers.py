@@ -6,8 +6,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from jaxnn._checks import check_positive_int
 from jaxnn.initializers import Initializer, he_normal, zeros
 
 
@@ -31,11 +31,12 @@ def dense_init(
       `{"w": (n_in, n_out) float32, "b": (n_out,) float32}`.
 
     Raises:
-      ValueError: if `n_in` or `n_out` is not a positive int.
+      TypeError: if `n_in` or `n_out` is not an int.
+      ValueError: if `n_in` or `n_out` is < 1.
     """
-    for name, n in (("n_in", n_in), ("n_out", n_out)):
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-            raise ValueError(f"{name} must be a positive int, got {n!r}")
+    check_positive_int("n_in", n_in)
+    check_positive_int("n_out", n_out)
+    n_in, n_out = int(n_in), int(n_out)
     w_key, b_key = jax.random.split(key)
     return {"w": w_init(w_key, (n_in, n_out)), "b": b_init(b_key, (n_out,))}
 

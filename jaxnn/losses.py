@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxnn._checks import check_floating_array, check_integer_array
 from jaxnn._dtypes import accumulation_dtype
 
 
@@ -32,13 +33,10 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> jax.Array:
       ValueError: if the shapes do not match or a concrete label is out of range.
     """
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
-    if not jnp.issubdtype(logits.dtype, jnp.floating):
-        raise TypeError(f"logits must be a floating array, got {logits.dtype}")
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(
-            f"labels must be integer class indices, got dtype {labels.dtype} "
-            "(one-hot labels: take argmax first)"
-        )
+    check_floating_array("logits", logits)
+    check_integer_array(
+        "labels", labels, "integer class indices (one-hot labels: take argmax first)"
+    )
     if logits.ndim < 1 or logits.shape[:-1] != labels.shape:
         raise ValueError(
             "logits must have shape labels.shape + (num_classes,), got logits "
@@ -80,10 +78,7 @@ def mean_squared_error(predictions: Any, targets: Any) -> jax.Array:
       TypeError: if `predictions` is not floating.
     """
     predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
-    if not jnp.issubdtype(predictions.dtype, jnp.floating):
-        raise TypeError(
-            f"predictions must be a floating array, got {predictions.dtype}"
-        )
+    check_floating_array("predictions", predictions)
     if predictions.shape != targets.shape:
         raise ValueError(
             "predictions and targets must have the same shape, got "

@@ -8,31 +8,25 @@ meaning in both places.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxnn._checks import check_in_range
+from jaxnn._checks import check_floating_tree, check_in_range
 from jaxnn._dtypes import accumulation_dtype
-from jaxnn.optim.regularization import apply_mask
-
-Mask = Any | Callable[[Any], Any]
+from jaxnn._masks import Mask, apply_mask, resolve_mask
 
 
-def _masked_leaves(params: Any, mask: Mask) -> list[jax.Array]:
-    """The leaves of `params` selected by `mask` (all leaves when mask is None).
+def _masked(params: Any, mask: Mask) -> Any:
+    """`params` with the leaves `mask` leaves out replaced by `MaskedNode()`.
 
-    Masks are resolved by the same mechanism as the optimizer-side
-    `add_decayed_weights`/`add_l1`/`masked` (`jaxnn.optim.regularization.apply_mask`),
-    so a mask means the same thing on both sides.
+    The mechanism of the optimizer-side `masked`, `add_decayed_weights` and
+    `add_l1` (`jaxnn._masks.apply_mask`), so a mask means the same on both sides.
     """
     if mask is None:
-        return jax.tree.leaves(params)
-    if callable(mask):
-        mask = mask(params)
-    return jax.tree.leaves(apply_mask(params, mask, "params"))
+        return params
+    return apply_mask(params, resolve_mask(mask, params), "params")
 
 
 @jax.custom_jvp
@@ -50,10 +44,9 @@ def _abs_jvp(primals, tangents):
 
 def _penalty(params: Any, strength: Any, mask: Mask, term) -> jax.Array:
     check_in_range("strength", strength, 0.0, float("inf"))
-    leaves = [jnp.asarray(w) for w in _masked_leaves(params, mask)]
-    for w in leaves:
-        if not jnp.issubdtype(w.dtype, jnp.floating):
-            raise TypeError(f"params leaves must be floating arrays, got {w.dtype}")
+    selected = _masked(params, mask)
+    check_floating_tree("params", selected, allow_complex=False)
+    leaves = [jnp.asarray(w) for w in jax.tree.leaves(selected)]
     # Sums are accumulated in float32 or wider so bf16/fp16 weights do not overflow
     # or lose the small terms.
     acc = max(

@@ -8,7 +8,8 @@ import optax
 import pytest
 
 import jaxnn
-from jaxnn.optim.base import l2_norm, safe_increment
+from jaxnn import safe_increment
+from jaxnn._norms import l2_norm
 from tests.helpers import assert_trees_close, random_tree
 
 

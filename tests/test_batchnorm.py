@@ -291,7 +291,7 @@ def test_bad_input_dtype_and_init_raise():
         batchnorm(params, state, jnp.ones((4, 3), jnp.int32), training=True)
     with pytest.raises(ValueError, match="num_features"):
         batchnorm_init(0)
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(TypeError, match="dtype"):
         batchnorm_init(3, jnp.int32)
 
 

@@ -57,9 +57,17 @@ def test_mlp_from_pieces_trains():
     assert loss(params) < 0.5 * first
 
 
-@pytest.mark.parametrize("n_in, n_out", [(0, 3), (3, -1), (2.5, 3), (True, 3)])
-def test_dense_init_bad_sizes_raise(n_in, n_out):
-    with pytest.raises(ValueError, match="must be a positive int"):
+@pytest.mark.parametrize(
+    "n_in, n_out, error",
+    [
+        (0, 3, ValueError),
+        (3, -1, ValueError),
+        (2.5, 3, TypeError),
+        (True, 3, TypeError),
+    ],
+)
+def test_dense_init_bad_sizes_raise(n_in, n_out, error):
+    with pytest.raises(error, match="must be a positive int"):
         dense_init(jax.random.key(0), n_in, n_out)
 
 

@@ -80,7 +80,7 @@ def test_bad_arguments_raise(kind):
         fn(params, float("inf"))
     with pytest.raises(ValueError, match="mask does not match"):
         fn(params, 1.0, {"a": True})
-    with pytest.raises(TypeError, match="mask leaves must be Python bools"):
+    with pytest.raises(TypeError, match="mask leaf must be a Python bool"):
         fn(params, 1.0, {"a": 1, "b": True})
     with pytest.raises(TypeError, match="floating"):
         fn({"a": jnp.ones(2, jnp.int32)}, 1.0)

@@ -14,14 +14,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn._checks import check_decay, check_nonnegative, check_tree_matches
-from jaxnn._dtypes import compute_dtype
-from jaxnn.optim.base import GradientTransformation, Updates, safe_increment
-from jaxnn.optim.transforms import (
-    _full_tree,
-    _map_leaves,
-    _zeros_tree,
+from jaxnn._checks import (
+    check_decay,
+    check_floating_dtype,
+    check_nonnegative,
+    check_tree_matches,
 )
+from jaxnn._dtypes import compute_dtype
+from jaxnn._trees import full_like_tree, map_leaves, zeros_like_tree
+from jaxnn.optim.base import GradientTransformation, Updates, safe_increment
 
 
 class ScaleByRssState(NamedTuple):
@@ -60,7 +61,7 @@ def scale_by_rss(
     check_nonnegative("eps", eps)
 
     def init(params):
-        return ScaleByRssState(_full_tree(params, initial_accumulator_value))
+        return ScaleByRssState(full_like_tree(params, initial_accumulator_value))
 
     def leaf(g, s):
         wide = compute_dtype(g.dtype, s.dtype)
@@ -74,7 +75,7 @@ def scale_by_rss(
         check_tree_matches(
             updates, "updates", state.sum_of_squares, "state.sum_of_squares"
         )
-        out, new = _map_leaves(leaf, updates, state.sum_of_squares)
+        out, new = map_leaves(leaf, updates, state.sum_of_squares)
         return out, ScaleByRssState(new)
 
     return GradientTransformation(init, update)
@@ -137,9 +138,9 @@ def scale_by_rms(
     check_nonnegative("initial_scale", initial_scale)
 
     def init(params):
-        nu = _full_tree(params, initial_scale)
+        nu = full_like_tree(params, initial_scale)
         if centered:
-            return ScaleByCenteredRmsState(mu=_zeros_tree(params), nu=nu)
+            return ScaleByCenteredRmsState(mu=zeros_like_tree(params), nu=nu)
         return ScaleByRmsState(nu=nu)
 
     def leaf(g, n):
@@ -161,10 +162,10 @@ def scale_by_rms(
         del params, extra_args
         check_tree_matches(updates, "updates", state.nu, "state.nu")
         if not centered:
-            out, nu = _map_leaves(leaf, updates, state.nu)
+            out, nu = map_leaves(leaf, updates, state.nu)
             return out, ScaleByRmsState(nu=nu)
         check_tree_matches(updates, "updates", state.mu, "state.mu")
-        out, mu, nu = _map_leaves(centered_leaf, updates, state.mu, state.nu)
+        out, mu, nu = map_leaves(centered_leaf, updates, state.mu, state.nu)
         return out, ScaleByCenteredRmsState(mu=mu, nu=nu)
 
     return GradientTransformation(init, update)
@@ -182,15 +183,6 @@ class ScaleByAdamState(NamedTuple):
     count: jax.Array  # type: ignore[assignment]  # optax name
     mu: Updates
     nu: Updates
-
-
-def _canonical_dtype(name: str, dtype: Any) -> jnp.dtype | None:
-    if dtype is None:
-        return None
-    dtype = jnp.dtype(dtype)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"{name} must be a floating dtype or None, got {dtype}")
-    return dtype
 
 
 def _bias_correction(decay: Any, count: jax.Array) -> jax.Array:
@@ -233,8 +225,8 @@ def scale_by_adam(
       A GradientTransformation with state `ScaleByAdamState`.
 
     Raises:
-      ValueError: if a concrete argument is out of range or a dtype is not
-        floating.
+      ValueError: if a concrete argument is out of range.
+      TypeError: if `mu_dtype` or `nu_dtype` is not a floating dtype (or None).
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015;
@@ -244,14 +236,14 @@ def scale_by_adam(
     check_decay("b2", b2)
     check_nonnegative("eps", eps)
     check_nonnegative("eps_root", eps_root)
-    mu_dtype = _canonical_dtype("mu_dtype", mu_dtype)
-    nu_dtype = _canonical_dtype("nu_dtype", nu_dtype)
+    mu_dtype = check_floating_dtype("mu_dtype", mu_dtype, allow_none=True)
+    nu_dtype = check_floating_dtype("nu_dtype", nu_dtype, allow_none=True)
 
     def init(params):
         return ScaleByAdamState(
             count=jnp.zeros((), jnp.int32),
-            mu=_zeros_tree(params, mu_dtype),
-            nu=_zeros_tree(params, nu_dtype),
+            mu=zeros_like_tree(params, mu_dtype),
+            nu=zeros_like_tree(params, nu_dtype),
         )
 
     def update(updates, state, params=None, **extra_args):
@@ -278,7 +270,7 @@ def scale_by_adam(
             out = m_hat / (jnp.sqrt(v_hat + eps_root) + eps)
             return out.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
-        out, mu, nu = _map_leaves(leaf, updates, state.mu, state.nu)
+        out, mu, nu = map_leaves(leaf, updates, state.mu, state.nu)
         return out, ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return GradientTransformation(init, update)

@@ -18,15 +18,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn._checks import check_nonnegative, check_tree_matches
-from jaxnn._dtypes import accumulation_dtype, compute_dtype
-from jaxnn.optim.base import (
-    GradientTransformation,
-    _combine_norms,
-    global_norm,
-    l2_norm,
-    norm_dtype,
-)
-from jaxnn.optim.transforms import _map_leaves
+from jaxnn._dtypes import accumulation_dtype
+from jaxnn._norms import combine_norms, global_norm, l2_norm, norm_dtype
+from jaxnn._trees import map_leaves, scale_tree
+from jaxnn.optim.base import GradientTransformation
 
 
 class ClipState(NamedTuple):
@@ -62,12 +57,6 @@ def _scale_factor(norm: jax.Array, max_norm: Any) -> jax.Array:
     clip = norm > max_norm
     safe_norm = jnp.where(clip, norm, jnp.ones_like(norm))
     return jnp.where(clip, max_norm / safe_norm, jnp.ones_like(norm))
-
-
-def _rescale(g: jax.Array, factor: jax.Array) -> jax.Array:
-    """Returns g * factor computed in float32 or wider, returned in g's dtype."""
-    wide = compute_dtype(g.dtype, factor.dtype)
-    return (g.astype(wide) * factor.astype(wide)).astype(g.dtype)
 
 
 def clip_by_value(max_abs: float) -> GradientTransformation:
@@ -120,7 +109,7 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
         del params, extra_args
         norm = global_norm(updates).astype(state.norm.dtype)
         factor = _scale_factor(norm, max_norm)
-        return jax.tree.map(lambda g: _rescale(g, factor), updates), ClipState(norm)
+        return scale_tree(updates, factor), ClipState(norm)
 
     return GradientTransformation(_clip_state_init, update)
 
@@ -154,7 +143,7 @@ def clip_by_layer_norm(max_norm: float) -> GradientTransformation:
         )
         layer_norms = jax.tree.map(l2_norm, updates)
         clipped = jax.tree.map(
-            lambda g, n: _rescale(g, _scale_factor(n, max_norm)), updates, layer_norms
+            lambda g, n: scale_tree(g, _scale_factor(n, max_norm)), updates, layer_norms
         )
         new_state = ClipByLayerNormState(
             norm=global_norm(layer_norms).astype(state.norm.dtype),
@@ -235,7 +224,7 @@ def adaptive_grad_clip(clipping: float, eps: float = 1e-3) -> GradientTransforma
         limit = clipping * jnp.maximum(_unit_norms(p), eps).astype(g_norm.dtype)
         clip = g_norm > limit
         factor = jnp.where(clip, limit / jnp.where(clip, g_norm, 1), 1)
-        return _rescale(g, factor), g_norm
+        return scale_tree(g, factor), g_norm
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
@@ -245,14 +234,14 @@ def adaptive_grad_clip(clipping: float, eps: float = 1e-3) -> GradientTransforma
                 "params)"
             )
         check_tree_matches(updates, "updates", params, "params")
-        clipped, unit_norms = _map_leaves(clip_leaf, updates, params)
+        clipped, unit_norms = map_leaves(clip_leaf, updates, params)
         # The global norm from the unit norms (Σ over units of ‖unit‖² = ‖g‖²):
         # no second pass over the gradients.
         dtype = state.norm.dtype
         leaves = jax.tree.leaves(unit_norms)
         norms = [n.astype(dtype).ravel() for n in leaves if n.size]
         norm = (
-            _combine_norms(jnp.concatenate(norms))
+            combine_norms(jnp.concatenate(norms))
             if norms
             else jnp.zeros_like(state.norm)
         )

@@ -11,9 +11,9 @@ from typing import Any
 
 from jaxnn._checks import check_decay
 from jaxnn.optim.adaptive import scale_by_adam, scale_by_rms, scale_by_rss
-from jaxnn.optim.base import GradientTransformation, chain
+from jaxnn.optim.base import GradientTransformation, ScalarOrSchedule, chain
 from jaxnn.optim.regularization import add_decayed_weights
-from jaxnn.optim.transforms import ScalarOrSchedule, scale_by_learning_rate, trace
+from jaxnn.optim.transforms import scale_by_learning_rate, trace
 
 
 def gd(learning_rate: ScalarOrSchedule) -> GradientTransformation:
@@ -65,9 +65,9 @@ def momentum(
 ) -> GradientTransformation:
     """Heavy-ball momentum: v ← βv + g; W ← W − η v.
 
-    The lecture notes fold η into the velocity (v ← βv + ηg; W ← W − v); the two
-    forms give identical iterates for a constant η. Equal to
-    `optax.sgd(learning_rate, momentum=beta)`.
+    The form with η inside the velocity (v ← βv + ηg; W ← W − v) gives identical
+    iterates for a constant η; with a schedule, this form applies the current η
+    to the whole velocity. Equal to `optax.sgd(learning_rate, momentum=beta)`.
 
     Args:
       learning_rate: η, a number >= 0 or a schedule `count -> η`.
@@ -92,10 +92,10 @@ def nesterov(
 ) -> GradientTransformation:
     """Nesterov accelerated gradient: v ← βv + g; W ← W − η (g + βv).
 
-    The notes' look-ahead form v ← βv + η∇L(W − βv), W ← W − v needs the gradient
-    at a shifted point; this form needs only the gradient at W and gives the same
-    iterates under the change of variables W' = W − βv (Sutskever et al. 2013;
-    `tests/test_optimizers.py` checks the equivalence). Equal to
+    The look-ahead form v ← βv + η∇L(W − βv), W ← W − v needs the gradient at a
+    shifted point; this form needs only the gradient at W and, for a constant η,
+    gives the same iterates under the change of variables W' = W − βv
+    (Sutskever et al. 2013). Equal to
     `optax.sgd(learning_rate, momentum=beta, nesterov=True)`.
 
     Args:
@@ -123,9 +123,9 @@ def adagrad(
 ) -> GradientTransformation:
     """Adagrad: G ← G + g²; W ← W − η g / √(G + ε).
 
-    Each parameter's effective rate only decreases, which suits sparse features.
-    As optax (and unlike the notes' G₀ = 0), G starts at 0.1 and ε sits inside
-    the square root.
+    Each parameter's effective rate η/√(G + ε) only decreases, which suits
+    sparse features. As optax, G starts at G₀ = 0.1 (Duchi et al. start at 0)
+    and ε sits inside the square root.
 
     Args:
       learning_rate: η, a number >= 0 or a schedule `count -> η`.
@@ -214,8 +214,9 @@ def adam(
         m̂ = m / (1 − β₁ᵗ)         v̂ = v / (1 − β₂ᵗ)
         W ← W − η m̂ / (√(v̂ + ε_root) + ε)
 
-    The lecture notes omit the bias correction; every real Adam has it (without
-    it the first steps are ~1/(1 − β₁) too small).
+    The bias correction divides out the zero initialization of m and v (Kingma
+    & Ba §3): without it the first step would be (1 − β₁)/√(1 − β₂) times the
+    corrected one (about 3.2 with the defaults).
 
     Args:
       learning_rate: η, a number >= 0 or a schedule `count -> η`.
@@ -255,10 +256,9 @@ def adamw(
 ) -> GradientTransformation:
     """AdamW: Adam with decoupled weight decay, scaled by the learning rate.
 
-    W ← W − η (m̂ / (√v̂ + ε) + λW), with m̂ and v̂ as in `adam`. The notes write
-    the decay as −λW without η; jaxnn follows optax and PyTorch, where the decay
-    is multiplied by the learning rate (Loshchilov & Hutter's schedule
-    multiplier), so a learning-rate schedule also anneals the decay.
+    W ← W − η (m̂ / (√v̂ + ε) + λW), with m̂ and v̂ as in `adam`. The decay is
+    multiplied by the learning rate, as in optax and PyTorch (Loshchilov &
+    Hutter's schedule multiplier), so a learning-rate schedule also anneals it.
 
     Args:
       learning_rate: η, a number >= 0 or a schedule `count -> η`.
@@ -300,10 +300,9 @@ def nadam(
 ) -> GradientTransformation:
     """Nadam: Adam with a Nesterov look-ahead first moment.
 
-    As `adam`, with m̂ replaced by β₁m / (1 − β₁ᵗ⁺¹) + (1 − β₁)g / (1 − β₁ᵗ).
-    The notes' W − η/√(v + ε)·(m_t + β₁m_{t−1}) is a loose sketch of the same
-    look-ahead; jaxnn follows Dozat (2016) as optax does (without Dozat's extra
-    β₂ factor on v̂, as optax and PyTorch).
+    As `adam`, with m̂ replaced by the look-ahead β₁m / (1 − β₁ᵗ⁺¹) +
+    (1 − β₁)g / (1 − β₁ᵗ), as Dozat (2016) and optax (without Dozat's extra β₂
+    factor on v̂, as optax and PyTorch).
 
     Args:
       learning_rate: η, a number >= 0 or a schedule `count -> η`.

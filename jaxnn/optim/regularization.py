@@ -1,115 +1,24 @@
-"""Regularization as transforms: add_decayed_weights, add_l1, and masked.
+"""Regularization as transforms: add_decayed_weights (L2) and add_l1.
 
-`add_decayed_weights` and `add_l1` add the gradient of an L2 or L1 penalty to the
-updates; `masked` restricts any transform to the params a mask selects, e.g. to
-exempt biases and BatchNorm scales from weight decay.
+Each adds the gradient of a penalty on the params to the updates. With a `mask`
+(see `masked`), only the selected params are regularized, e.g. to exempt biases
+and BatchNorm scales from weight decay.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxnn._checks import check_nonnegative, check_tree_matches
 from jaxnn._dtypes import compute_dtype
-from jaxnn.optim.base import (
-    EmptyState,
-    GradientTransformation,
-    Params,
-    safe_increment,
-    with_extra_args_support,
-)
+from jaxnn._masks import Mask
+from jaxnn.optim.base import EmptyState, GradientTransformation, safe_increment
+from jaxnn.optim.masking import masked
 from jaxnn.optim.transforms import ScaleByScheduleState
-
-Mask = Any | Callable[[Params], Any]
-
-
-class MaskedNode(NamedTuple):
-    """Stands in for a subtree that a mask leaves out (a pytree with no leaves)."""
-
-
-class MaskedState(NamedTuple):
-    """State of `masked`.
-
-    Attributes:
-      inner_state: the inner transform's state, built for the selected params
-        only (the others are `MaskedNode()`).
-    """
-
-    inner_state: Any
-
-
-def apply_mask(tree: Any, mask_tree: Any, name: str) -> Any:
-    """`tree` with every subtree whose mask leaf is False replaced by MaskedNode.
-
-    The one mask mechanism of jaxnn: `masked`, `add_decayed_weights`, `add_l1` and
-    the penalties of `jaxnn.regularizers` all select leaves through it. Mask leaves
-    must be Python (or NumPy) bools: a mask decides the structure of a state, so it
-    cannot be an array or traced.
-    """
-
-    def select(m, subtree):
-        if not isinstance(m, bool | np.bool_):
-            raise TypeError(
-                f"mask leaves must be Python bools (True = selected), got {m!r}"
-            )
-        return subtree if m else MaskedNode()
-
-    try:
-        return jax.tree.map(select, mask_tree, tree)
-    except ValueError as e:
-        raise ValueError(
-            f"mask does not match {name}: the mask must have the structure of the "
-            f"params (or a prefix of it); mask is {jax.tree.structure(mask_tree)}, "
-            f"{name} is {jax.tree.structure(tree)}"
-        ) from e
-
-
-def masked(inner: GradientTransformation, mask: Mask) -> GradientTransformation:
-    """Applies `inner` only to the params that `mask` selects; others pass through.
-
-    Updates where the mask is False are returned unchanged, and the inner state
-    holds entries only for the selected params, as `optax.masked`.
-
-    Args:
-      inner: the transform to restrict (jaxnn's or optax's).
-      mask: a pytree of Python bools with the structure of the params (or a
-        prefix of it; True = transformed), or a callable `params -> such a pytree`
-        (called on the params in `init` and on the updates in `update`).
-
-    Returns:
-      A GradientTransformation with state `MaskedState`.
-
-    Raises:
-      ValueError: (at init/update) if the mask does not match the params.
-    """
-    inner = with_extra_args_support(inner)
-
-    def resolve(tree):
-        return mask(tree) if callable(mask) else mask
-
-    def init(params):
-        return MaskedState(inner.init(apply_mask(params, resolve(params), "params")))
-
-    def update(updates, state, params=None, **extra_args):
-        mask_tree = resolve(updates)
-        masked_updates = apply_mask(updates, mask_tree, "updates")
-        masked_params = (
-            None if params is None else apply_mask(params, mask_tree, "params")
-        )
-        new_masked, inner_state = inner.update(
-            masked_updates, state.inner_state, masked_params, **extra_args
-        )
-        new_updates = jax.tree.map(
-            lambda m, new, old: new if m else old, mask_tree, new_masked, updates
-        )
-        return new_updates, MaskedState(inner_state)
-
-    return GradientTransformation(init, update)
 
 
 def _add_param_term(

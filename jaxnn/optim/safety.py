@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn._checks import check_array_tree, check_in_range
+from jaxnn._checks import check_array_tree, check_int, check_transform, is_traced
 from jaxnn.optim.base import (
     GradientTransformation,
     safe_increment,
@@ -64,22 +64,26 @@ def skip_nonfinite(
 
     Args:
       inner: the transform to protect (typically the whole optimizer chain).
-      max_consecutive: k >= 0, or None for no limit.
+      max_consecutive: k >= 0 (an int, or an integer array that may be traced),
+        or None for no limit.
 
     Returns:
       A GradientTransformation with state `SkipNonfiniteState`.
 
     Raises:
-      ValueError: if `max_consecutive` is negative.
-      TypeError: if `max_consecutive` is not an integer or None.
+      ValueError: if a concrete `max_consecutive` is negative or above the
+        int32 maximum.
+      TypeError: if `inner` is not a transform or `max_consecutive` is not an
+        integer or None.
     """
+    check_transform("inner", inner)
     inner = with_extra_args_support(inner)
-    if max_consecutive is not None:
-        if not isinstance(max_consecutive, int) or isinstance(max_consecutive, bool):
-            raise TypeError(
-                f"max_consecutive must be an int or None, got {max_consecutive!r}"
-            )
-        check_in_range("max_consecutive", max_consecutive, 0, jnp.iinfo(jnp.int32).max)
+    limit = max_consecutive
+    if limit is not None:
+        check_int("max_consecutive", limit, 0, jnp.iinfo(jnp.int32).max)
+        # A NumPy int64 would promote the int32 count (an error under strict
+        # promotion); a Python int is weakly typed.
+        limit = limit if is_traced(limit) else int(limit)
 
     def init(params):
         zero = jnp.zeros((), jnp.int32)
@@ -91,8 +95,8 @@ def skip_nonfinite(
             finite, jnp.zeros_like(state.consecutive), safe_increment(state.consecutive)
         )
         apply = finite
-        if max_consecutive is not None:
-            apply = finite | (consecutive > max_consecutive)
+        if limit is not None:
+            apply = finite | (consecutive > limit)
         new_updates, new_inner = inner.update(
             updates, state.inner_state, params, **extra_args
         )

@@ -3,7 +3,7 @@
 Each is a `GradientTransformation`; an optimizer is a short `chain` of them (see
 `optimizers.py`). Hyperparameters given as Python numbers are validated here, when the
 transform is built. The adaptive scalings (Adagrad, RMSprop, Adam) live in
-`adaptive.py`; weight decay, L1 and masking in `regularization.py`.
+`adaptive.py`; weight decay and L1 in `regularization.py`; masking in `masking.py`.
 
 Dtypes: element-wise arithmetic is done in float32 or wider (bfloat16 moments and
 gradients are widened, then rounded once when stored); each state leaf keeps the
@@ -13,8 +13,7 @@ and the outgoing updates have the dtype of the incoming ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,64 +26,15 @@ from jaxnn._checks import (
     check_tree_matches,
 )
 from jaxnn._dtypes import compute_dtype
+from jaxnn._trees import map_leaves, scale_tree, zeros_like_tree
 from jaxnn.optim.base import (
     GradientTransformation,
+    ScalarOrSchedule,
+    Schedule,
     Updates,
     safe_increment,
     stateless,
 )
-
-Schedule = Callable[[jax.Array], Any]
-ScalarOrSchedule = float | jax.Array | Schedule
-
-
-def _scale_tree(tree: Updates, factor: Any) -> Updates:
-    """Multiplies every leaf by `factor`, keeping each leaf's dtype.
-
-    The product is formed in float32 or wider, so a float32 factor scales
-    bfloat16 updates with one rounding.
-    """
-    factor = jnp.asarray(factor)
-
-    def mul(g):
-        wide = compute_dtype(g.dtype, factor.dtype)
-        return (g.astype(wide) * factor.astype(wide)).astype(g.dtype)
-
-    return jax.tree.map(mul, tree)
-
-
-def _map_leaves(fn: Callable[..., tuple], updates: Updates, *trees: Any) -> tuple:
-    """Applies `fn(g, *state_leaves)` leaf by leaf; returns one tree per output.
-
-    `fn` returns a tuple with one entry for the outgoing update and one per state
-    tree. The trees must have the structure of `updates` (callers check it first
-    with `check_tree_matches`, which names the mismatching side).
-    """
-    leaves, treedef = jax.tree.flatten(updates)
-    others = [treedef.flatten_up_to(t) for t in trees]  # type: ignore[attr-defined]
-    results = [fn(*args) for args in zip(leaves, *others, strict=True)]
-    return tuple(
-        jax.tree.unflatten(treedef, [r[i] for r in results])
-        for i in range(len(trees) + 1)
-    )
-
-
-def _leaf_dtype(p: Any) -> jnp.dtype:
-    """The dtype of an array, `jax.ShapeDtypeStruct` or Python scalar leaf."""
-    return jnp.dtype(p.dtype) if hasattr(p, "dtype") else jnp.asarray(p).dtype
-
-
-def _zeros_tree(params: Any, dtype: Any = None) -> Any:
-    # zeros_like/full_like (not zeros(shape)) keep each leaf's sharding and accept
-    # jax.ShapeDtypeStruct leaves; an explicit dtype keeps the result strongly typed.
-    return jax.tree.map(
-        lambda p: jnp.zeros_like(p, dtype=_leaf_dtype(p) if dtype is None else dtype),
-        params,
-    )
-
-
-def _full_tree(params: Any, value: Any) -> Any:
-    return jax.tree.map(lambda p: jnp.full_like(p, value, dtype=_leaf_dtype(p)), params)
 
 
 def scale(factor: float | jax.Array) -> GradientTransformation:
@@ -97,7 +47,7 @@ def scale(factor: float | jax.Array) -> GradientTransformation:
       A stateless GradientTransformation.
     """
     check_real("factor", factor)
-    return stateless(lambda updates, params: _scale_tree(updates, factor))
+    return stateless(lambda updates, params: scale_tree(updates, factor))
 
 
 class ScaleByScheduleState(NamedTuple):
@@ -131,7 +81,7 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         factor = step_size_fn(state.count)
-        return _scale_tree(updates, factor), ScaleByScheduleState(
+        return scale_tree(updates, factor), ScaleByScheduleState(
             count=safe_increment(state.count)
         )
 
@@ -197,7 +147,7 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
     check_decay("decay", decay)
 
     def init(params):
-        return TraceState(trace=_zeros_tree(params))
+        return TraceState(trace=zeros_like_tree(params))
 
     def leaf(g, v):
         wide = compute_dtype(g.dtype, v.dtype)
@@ -209,7 +159,7 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         check_tree_matches(updates, "updates", state.trace, "state.trace")
-        out, new_trace = _map_leaves(leaf, updates, state.trace)
+        out, new_trace = map_leaves(leaf, updates, state.trace)
         return out, TraceState(trace=new_trace)
 
     return GradientTransformation(init, update)

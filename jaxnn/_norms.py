@@ -1,0 +1,243 @@
+"""Norm numerics: l2_norm, global_norm, combine_norms, norm_dtype (private module).
+
+`global_norm` is re-exported as `jaxnn.global_norm`; the rest serves the clips and
+the diagnostics. Every norm is accumulated in float32 or wider, and magnitudes
+whose squares would overflow or underflow are rescaled by a power of two, so the
+result is accurate to rounding for every finite input:
+
+    ‖x‖ = sqrt(Σ (c·xᵢ)²) / c,   c = 1 unless Σ xᵢ² overflowed or may have
+                                  underflowed (see `_rescale_factor`).
+
+The rescaled pass runs under `lax.cond` (or a Python branch when the predicate is
+concrete), so ordinary inputs pay for one fused pass only.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn._checks import check_array_tree
+from jaxnn._dtypes import accumulation_dtype, promote_types
+
+# Leaves of at most this many elements are reduced together as one vector.
+_SMALL_LEAF = 4096
+
+
+def _widen(x: Any) -> jax.Array:
+    """|x| for complex x, then cast to the accumulation dtype."""
+    x = jnp.asarray(x)
+    acc = accumulation_dtype(x.dtype)
+    if jnp.iscomplexobj(x):
+        x = jnp.abs(x)
+    return x.astype(acc)
+
+
+def _cond(pred: jax.Array, true_fn: Callable, false_fn: Callable, operand: Any):
+    """`lax.cond`, or a plain Python branch when `pred` is concrete (eager calls).
+
+    Eager `lax.cond` with fresh closures compiles both branches on every call
+    (tens of ms); outside jit the predicate is known, so only one branch runs.
+    """
+    if isinstance(pred, jax.core.Tracer):
+        return jax.lax.cond(pred, true_fn, false_fn, operand)
+    return true_fn(operand) if bool(pred) else false_fn(operand)
+
+
+def _rescale_factor(sumsq: jax.Array) -> jax.Array:
+    """A power of two c such that Σ(c·x)² neither overflows nor underflows.
+
+    Given a plain sum of squares: where it overflowed to inf (some |x| above about
+    2^64/√n in float32), c = 2^(−5E/8) (E = 128, the float32 exponent range; 1024
+    for float64) brings every square below 2^(E/4·3); elements it flushes to zero
+    are below 2^5 and add at most 2^-88 relative. Where it is below tiny·2^p (p the
+    mantissa bits; every |x| below 2^-51), c = 2^(25E/32) scales them up without
+    overflow, and nothing representable is lost. Elsewhere c = 1.
+    """
+    e = jnp.finfo(sumsq.dtype).maxexp
+    down = jnp.asarray(2.0 ** (-(5 * e) // 8), sumsq.dtype)
+    up = jnp.asarray(2.0 ** ((25 * e) // 32), sumsq.dtype)
+    one = jnp.ones_like(sumsq)
+    small = sumsq < _smallest_exact_sumsq(sumsq.dtype)
+    return jnp.where(jnp.isinf(sumsq), down, jnp.where(small, up, one))
+
+
+def _smallest_exact_sumsq(dtype: Any) -> float:
+    """tiny·2^(p+1): below it, squares may have been subnormal or flushed."""
+    info = jnp.finfo(dtype)
+    return float(info.tiny) * 2.0 ** (info.nmant + 1)
+
+
+def _needs_rescale(sumsq: jax.Array) -> jax.Array:
+    """Whether any plain sum of squares overflowed or may have underflowed."""
+    small = sumsq < _smallest_exact_sumsq(sumsq.dtype)
+    return jnp.any(jnp.isinf(sumsq) | small)
+
+
+def _scaled_norm(x: jax.Array, c: jax.Array, **sum_kwargs: Any) -> jax.Array:
+    """sqrt(Σ (c·x)²) / c: the norm of x, computed where its squares are in range.
+
+    c is a constant for differentiation (the norm does not depend on it), so the
+    gradient is x/‖x‖ without the c² terms that would overflow.
+    """
+    c = jax.lax.stop_gradient(c)
+    y = x * c
+    return jnp.sqrt(jnp.sum(y * y, **sum_kwargs)) / c
+
+
+def combine_norms(norms: jax.Array) -> jax.Array:
+    """sqrt(Σ nᵢ²) of a vector of norms, without overflow or underflow.
+
+    Computed as m·sqrt(Σ (nᵢ/m)²) with m = max nᵢ; 0 if every nᵢ is 0, and m
+    itself if m is inf or NaN.
+
+    Args:
+      norms: a 1-D array of non-negative norms.
+
+    Returns:
+      A scalar of the dtype of `norms`.
+    """
+    m = jnp.max(norms)
+    ok = (m > 0) & jnp.isfinite(m)
+    # The result does not depend on the scale (its derivative through m is 0 in
+    # exact arithmetic, and n/m² overflows or underflows in float32): stop it.
+    safe_m = jax.lax.stop_gradient(jnp.where(ok, m, jnp.ones_like(m)))
+    scaled = norms / safe_m
+    return jnp.where(ok, safe_m * jnp.sqrt(jnp.sum(scaled * scaled)), m)
+
+
+def l2_norm(
+    x: jax.Array, axis: int | tuple[int, ...] | None = None, keepdims: bool = False
+) -> jax.Array:
+    """The L2 norm of `x` over `axis`, accumulated in float32 or wider.
+
+    Accurate to rounding for any finite input: magnitudes whose squares would
+    overflow (> ~1e19 in float32) or underflow (< ~1e-19) are rescaled by a power
+    of two instead of giving inf or 0.
+
+    Cost: one fused pass computes the plain sums of squares; only if one of them
+    overflowed or is below ~2^-102 (under `lax.cond`, so ordinary inputs never pay
+    for it) is a second pass made with a per-unit power-of-two scale.
+
+    Args:
+      x: a floating or complex array.
+      axis: the axes to reduce (None: all).
+      keepdims: whether to keep reduced axes with size 1.
+
+    Returns:
+      The norms, in `accumulation_dtype(x.dtype)`.
+    """
+    x = _widen(x)
+    sumsq = jnp.sum(x * x, axis=axis, keepdims=True)
+    if x.size == 0:
+        norm = jnp.sqrt(sumsq)
+    else:
+        norm = _cond(
+            _needs_rescale(sumsq),
+            lambda s: _scaled_norm(x, _rescale_factor(s), axis=axis, keepdims=True),
+            jnp.sqrt,
+            sumsq,
+        )
+    return norm if keepdims else jnp.squeeze(norm, axis=axis)
+
+
+def global_norm(tree: Any) -> jax.Array:
+    """The L2 norm of all leaves of `tree` taken together: sqrt(Σ over leaves Σ x²).
+
+    Squares are summed in float32 (float64 for float64 leaves), so float16 or
+    bfloat16 gradients of magnitude 1e3 do not overflow as they would in their own
+    dtype; and float32 magnitudes beyond 1e19 or below 1e-19 are rescaled by a
+    power of two instead of overflowing or flushing to zero, so the result is
+    accurate to rounding for any finite input. Complex leaves contribute |x|².
+
+    Cost: one fused reduction per leaf, except that leaves of at most 4096
+    elements are concatenated and reduced together (a copy of at most their total
+    size), which cuts the kernels of a ResNet-50 tree's norm from 161 to 54 and
+    its compile time by a quarter. Only if the total overflowed or is below
+    ~2^-102 does a second pass (under `lax.cond`) recompute each group's norm
+    with its own power-of-two scale c and combine them as m·sqrt(Σ (nᵢ/m)²),
+    m = max nᵢ.
+
+    Args:
+      tree: a pytree of arrays (None leaves are skipped).
+
+    Returns:
+      A scalar of dtype float32, or float64 if any leaf is float64. 0 for an
+      empty tree.
+
+    Raises:
+      TypeError: if a leaf is not a numeric array.
+    """
+    check_array_tree("tree", tree)
+    acc = norm_dtype(tree)
+    xs = [_widen(x).astype(acc) for x in jax.tree.leaves(tree)]
+    xs = _group_small_leaves([x for x in xs if x.size])
+    if not xs:
+        return jnp.zeros((), acc)
+    sums = [jnp.sum(x * x) for x in xs]
+    total = functools.reduce(jnp.add, sums)
+
+    def rescaled(sums):
+        # One scale per group (not one shared scalar): a scalar broadcast shared
+        # by same-shaped leaves is materialized by XLA:CPU as a full-size buffer.
+        return combine_norms(
+            jnp.stack(
+                [
+                    _scaled_norm(x, _rescale_factor(s))
+                    for x, s in zip(xs, sums, strict=True)
+                ]
+            )
+        )
+
+    return _cond(_needs_rescale(total), rescaled, lambda sums: jnp.sqrt(total), sums)
+
+
+def _unsharded(x: jax.Array) -> bool:
+    """False for a leaf with an explicit sharding over some axis (not replicated).
+
+    Under explicit sharding, arrays sharded differently cannot be concatenated;
+    under the default (automatic) sharding the partitioner handles it.
+    """
+    try:
+        spec = jax.typeof(x).sharding.spec
+    except AttributeError:
+        return True
+    return all(axis is None for axis in spec)
+
+
+def _group_small_leaves(xs: list[jax.Array]) -> list[jax.Array]:
+    """The large leaves as they are, then all small ones raveled into one vector.
+
+    A tree like ResNet-50's has ~100 bias and scale vectors; reducing each on its
+    own costs a kernel launch at run time and a kernel to compile, while copying
+    them into one vector costs a few hundred KB at most.
+    """
+
+    def groupable(x):
+        return x.size <= _SMALL_LEAF and _unsharded(x)
+
+    small = [x.ravel() for x in xs if groupable(x)]
+    large = [x for x in xs if not groupable(x)]
+    if len(small) < 2:
+        return large + small
+    return [*large, jnp.concatenate(small)]
+
+
+def norm_dtype(tree: Any) -> jnp.dtype:
+    """The dtype `global_norm(tree)` returns (float32 unless a leaf is float64).
+
+    Args:
+      tree: a pytree of arrays or `jax.ShapeDtypeStruct`s.
+
+    Returns:
+      float32 or float64.
+    """
+    dtypes = [
+        accumulation_dtype(x.dtype if hasattr(x, "dtype") else jnp.asarray(x).dtype)
+        for x in jax.tree.leaves(tree)
+    ]
+    return promote_types(jnp.float32, *dtypes)
