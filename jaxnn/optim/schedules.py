@@ -4,28 +4,30 @@ A schedule is passed wherever a hyperparameter is documented as a "schedule" (e.
 `adam(learning_rate=warmup_cosine_decay_schedule(...))`); it is called with the int32
 step count before the step, so the first update uses `schedule(0)`. The values equal
 optax's schedules of the same names and arguments.
+
+Every numeric argument may be traced (e.g. an argument of a jitted function that
+builds the schedule): values and step counts enter the maths as `jax.numpy`
+operands, and only concrete ones are validated. Only the boundaries of
+`piecewise_constant_schedule` (dict keys) must be static.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import jax.numpy as jnp
 
-from jaxnn._checks import check_in_range, check_nonnegative, check_real
-
-Schedule = Callable[[Any], Any]
-
-
-def _check_steps(name: str, value: Any, *, positive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | jnp.integer):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if not positive and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+from jaxnn._checks import (
+    check_in_range,
+    check_nonnegative,
+    check_nonnegative_int,
+    check_positive_int,
+    check_real,
+    is_traced,
+)
+from jaxnn.optim.base import Schedule
 
 
 def constant_schedule(value: float) -> Schedule:
@@ -70,16 +72,14 @@ def exponential_decay(
       A function `count -> value`.
 
     Raises:
-      ValueError: if `transition_steps` <= 0, `transition_begin` < 0 or a
-        concrete `decay_rate` <= 0 (optax silently returns a constant schedule
-        or clamps there).
+      TypeError: if a step argument is not an int.
+      ValueError: if a concrete `transition_steps` <= 0, `transition_begin` < 0
+        or `decay_rate` <= 0 (optax silently returns a constant schedule or
+        clamps there).
     """
-    _check_steps("transition_steps", transition_steps, positive=True)
-    _check_steps("transition_begin", transition_begin, positive=False)
+    check_positive_int("transition_steps", transition_steps)
+    check_nonnegative_int("transition_begin", transition_begin)
     check_in_range("decay_rate", decay_rate, 0.0, math.inf, low_inclusive=False)
-    clip = None
-    if end_value is not None:
-        clip = jnp.maximum if decay_rate < 1.0 else jnp.minimum
 
     def schedule(count):
         elapsed = count - transition_begin
@@ -89,7 +89,15 @@ def exponential_decay(
         value = jnp.where(
             elapsed <= 0, init_value, init_value * jnp.power(decay_rate, p)
         )
-        return value if clip is None else clip(value, end_value)
+        if end_value is None:
+            return value
+        # Decay (rate < 1) is bounded below by end_value, growth above; a select,
+        # not a Python branch, so decay_rate may be traced.
+        return jnp.where(
+            decay_rate < 1.0,
+            jnp.maximum(value, end_value),
+            jnp.minimum(value, end_value),
+        )
 
     return schedule
 
@@ -115,16 +123,17 @@ def cosine_decay_schedule(
       A function `count -> value`.
 
     Raises:
-      ValueError: if `decay_steps` <= 0.
+      TypeError: if `decay_steps` is not an int.
+      ValueError: if a concrete `decay_steps` <= 0.
 
     References:
       Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm
       Restarts", ICLR 2017.
     """
-    _check_steps("decay_steps", decay_steps, positive=True)
-    steps = float(decay_steps)
+    check_positive_int("decay_steps", decay_steps)
 
     def schedule(count):
+        steps = jnp.asarray(decay_steps, jnp.float32)
         count = jnp.minimum(jnp.asarray(count, jnp.float32), steps)
         cosine = 0.5 * (1 + jnp.cos(jnp.pi * count / steps))
         return init_value * ((1 - alpha) * cosine**exponent + alpha)
@@ -132,14 +141,17 @@ def cosine_decay_schedule(
     return schedule
 
 
-def _linear(init_value: Any, end_value: Any, steps: int) -> Schedule:
-    """Linear from init_value to end_value over `steps`, constant afterwards."""
-    if steps <= 0:
-        return lambda count: init_value
+def _linear(init_value: float, end_value: float, steps: int) -> Schedule:
+    """Linear from init_value to end_value over `steps` >= 0, constant afterwards.
+
+    With steps = 0 it is init_value (to rounding) at count 0; the warm-up built
+    from it is then never selected.
+    """
 
     def schedule(count):
         count = jnp.clip(count, 0, steps)
-        frac = 1 - count / steps
+        # max(steps, 1) only matters for steps = 0, where count is 0 too.
+        frac = 1 - count / jnp.maximum(steps, 1)
         return (init_value - end_value) * frac + end_value
 
     return schedule
@@ -171,16 +183,26 @@ def warmup_cosine_decay_schedule(
       A function `count -> value`.
 
     Raises:
-      ValueError: if `warmup_steps` < 0 or `decay_steps` <= `warmup_steps`.
+      TypeError: if a step argument is not an int.
+      ValueError: if a concrete `warmup_steps` < 0 or `decay_steps` <=
+        `warmup_steps`.
     """
-    _check_steps("warmup_steps", warmup_steps, positive=False)
-    _check_steps("decay_steps", decay_steps, positive=True)
-    if decay_steps <= warmup_steps:
+    check_nonnegative_int("warmup_steps", warmup_steps)
+    check_positive_int("decay_steps", decay_steps)
+    if not (is_traced(warmup_steps) or is_traced(decay_steps)) and (
+        decay_steps <= warmup_steps
+    ):
         raise ValueError(
             f"decay_steps must be > warmup_steps, got decay_steps={decay_steps!r}, "
             f"warmup_steps={warmup_steps!r}"
         )
-    alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
+    alpha: Any
+    if is_traced(peak_value) or is_traced(end_value):
+        safe_peak = jnp.where(peak_value == 0.0, 1.0, peak_value)
+        alpha = jnp.where(peak_value == 0.0, 0.0, end_value / safe_peak)
+    else:
+        # Python arithmetic, as optax's, so concrete values match it to the bit.
+        alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
     warmup = _linear(init_value, peak_value, warmup_steps)
     decay = cosine_decay_schedule(
         peak_value, decay_steps - warmup_steps, alpha, exponent
