@@ -1,10 +1,17 @@
 """Dropout with an explicit PRNG key, inverted (default) or classic.
 
-The mask is drawn from raw random bits compared against an integer threshold
-(P(drop) = round(rate·2³²)/2³², exact to 2⁻³³), which skips the float conversion of
-`jax.random.bernoulli`. For threefry keys (JAX's default) both 32-bit words of each
-threefry2x32 block are used, halving the hashing work of `jax.random.bits`, which
-XORs the two words into one; other key implementations use `jax.random.bits`.
+The mask is drawn one way, for a concrete or a traced `rate` alike, through public
+JAX APIs: a 64-bit threefry key k = `jax.random.bits(key, (2,), uint32)` is derived
+from the caller's key (of any implementation), and k hashes the counters
+(0, i) with `jax.extend.random.threefry_2x32`; both 32-bit output words of block i
+are used, as elements 2i and 2i + 1 of the last axis (half the hashing of
+`jax.random.bits`, which XORs the two words into one). Element j is kept iff
+
+    bits_j >= ⌊float32(rate)·2³²⌋     (no element is kept when float32(rate) = 1),
+
+so P(drop) = ⌊float32(rate)·2³²⌋ / 2³², within 2⁻³² of float32(rate), and the
+comparison skips the float conversion of `jax.random.bernoulli`. The same key and
+rate give the same mask whether `rate` is a Python number or traced.
 """
 
 from __future__ import annotations
@@ -16,73 +23,56 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
-from jax.extend.random import threefry2x32_p
+from jax.extend.random import threefry_2x32
 
-from jaxnn._checks import check_in_range
+from jaxnn._checks import (
+    check_axis,
+    check_floating_array,
+    check_in_range,
+    check_prng_key,
+    is_traced,
+)
 
-_TWO_32 = 2**32
-
-
-def _check_key(key: Any) -> None:
-    if key is None:
-        raise ValueError(
-            "dropout needs a PRNG key when deterministic=False; pass "
-            "jax.random.key(seed) (or a split of it), or deterministic=True"
-        )
-    dtype = getattr(key, "dtype", None)
-    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise ValueError(
-                f"dropout needs a single PRNG key, got a key array of shape "
-                f"{key.shape}; use jax.vmap to apply one key per example"
-            )
-        return
-    if dtype == jnp.uint32 and np.shape(key) == (2,):
-        return  # a legacy raw key from jax.random.PRNGKey
-    raise TypeError(
-        "key must be a PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), "
-        f"got {key!r}"
-    )
+_TWO_32 = 2.0**32
 
 
-def _is_threefry(key: jax.Array) -> bool:
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return str(jax.random.key_impl(key)) == "threefry2x32"
-    return jax.config.jax_default_prng_impl == "threefry2x32"  # type: ignore[attr-defined]
+def _hash_bits(keypair: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """uint32 bits of `shape`: block i gives elements 2i and 2i + 1 of each row.
 
-
-def _random_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """uint32 random bits of `shape`, two per threefry2x32 block when possible."""
-    if not _is_threefry(key) or not shape or math.prod(shape) == 0:
-        return jax.random.bits(key, shape, jnp.uint32)
-    data = jax.random.key_data(key) if key.dtype != jnp.uint32 else key
-    return _threefry_bits(data, shape)
-
-
-@partial(jax.jit, static_argnums=1)
-def _threefry_bits(data: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    # jit caches the compiled hash, so eager calls do not re-lower it each time.
-    # Block i of the hash gives the adjacent elements 2i and 2i + 1 of the last
-    # axis. Pairing neighbours keeps the draw local to each shard when the array is
-    # sharded (on any axis but the last, or on the last in even-sized pieces).
+    Pairing neighbours on the last axis (each row padded to even length) keeps the
+    draw local to each shard when the array is sharded on any axis but the last,
+    or on the last in even-sized pieces.
+    """
     n = shape[-1]
     half = (*shape[:-1], -(-n // 2))
-    counts = lax.iota(jnp.uint32, math.prod(half)).reshape(half)
-    hi, lo = threefry2x32_p.bind(data[0], data[1], jnp.zeros_like(counts), counts)
+    blocks = math.prod(half)
+    counts = lax.iota(jnp.uint32, blocks)
+    # threefry_2x32 hashes the pairs (first half, second half) of its input.
+    out = threefry_2x32(
+        (keypair[0], keypair[1]), jnp.concatenate([jnp.zeros_like(counts), counts])
+    )
+    hi, lo = out[:blocks].reshape(half), out[blocks:].reshape(half)
     bits = jnp.stack([hi, lo], axis=-1).reshape(*shape[:-1], 2 * half[-1])
     return bits[..., :n] if 2 * half[-1] != n else bits
 
 
-def _threshold(rate: Any, concrete: bool) -> jax.Array:
-    """The uint32 t with P(bits < t) = rate, to within 2⁻³³ (2⁻²⁴ if traced)."""
-    if concrete:
-        return jnp.uint32(min(round(float(rate) * _TWO_32), _TWO_32 - 1))
-    # float32 holds rate·2³² to 24 bits; the clip keeps the conversion in range
-    # (rate = 1 is handled by the caller).
+@partial(jax.jit, static_argnums=1)
+def _keep_mask(key: jax.Array, shape: tuple[int, ...], rate: Any) -> jax.Array:
+    """The boolean keep mask of `shape` (see the module docstring).
+
+    `rate` is an argument of this jitted function whether it is concrete or
+    traced, so both take one code path; jit also caches the compiled hash for
+    eager calls.
+    """
+    keypair = jax.random.bits(key, (2,), jnp.uint32)
+    bits = _hash_bits(keypair, shape or (1,)).reshape(shape)
+    # float32(rate)·2³² is exact (a power-of-two scaling) and at most 2³², which
+    # uint32 cannot hold; below 2³² it is at most 2³² − 256, so the clip only acts
+    # when float32(rate) = 1, where no element is kept.
     t = jnp.asarray(rate, jnp.float32) * jnp.float32(_TWO_32)
-    return jnp.clip(t, 0.0, jnp.float32(_TWO_32 - 256)).astype(jnp.uint32)
+    threshold = jnp.minimum(t, jnp.float32(_TWO_32 - 256)).astype(jnp.uint32)
+    return (bits >= threshold) & (t < _TWO_32)
 
 
 def dropout(
@@ -98,8 +88,7 @@ def dropout(
 
     With keep probability p = 1 − rate and an independent mask mᵢ ~ Bernoulli(p):
       * inverted (default): training yᵢ = mᵢ·xᵢ/p, inference (`deterministic`) y = x;
-      * classic (`inverted=False`, the notes' form): training yᵢ = mᵢ·xᵢ, inference
-        y = p·x.
+      * classic (`inverted=False`): training yᵢ = mᵢ·xᵢ, inference y = p·x.
     Both have E[y_train] = y_inference. `rate = 0` returns `x`; `rate = 1` returns
     zeros (with zero, not NaN, gradients).
 
@@ -119,8 +108,10 @@ def dropout(
 
     Raises:
       ValueError: if a concrete `rate` is outside [0, 1], `broadcast_dims` names an
-        axis `x` does not have, or the key is missing in training.
-      TypeError: if `key` is not a PRNG key in training.
+        axis `x` does not have, or the key is missing (or a batch of keys) in
+        training.
+      TypeError: if `key` is not a PRNG key in training, `x` is not floating, or
+        an entry of `broadcast_dims` is not an int.
 
     References:
       Srivastava et al., "Dropout: A Simple Way to Prevent Neural Networks from
@@ -128,33 +119,22 @@ def dropout(
     """
     check_in_range("rate", rate, 0.0, 1.0, high_inclusive=True)
     x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"x must be a floating array, got dtype {x.dtype}")
-    dims = set()
-    for d in broadcast_dims:
-        if not isinstance(d, int | np.integer) or not -x.ndim <= d < x.ndim:
-            raise ValueError(
-                f"broadcast_dims must be axes of x (ndim {x.ndim}), got "
-                f"{tuple(broadcast_dims)!r}"
-            )
-        dims.add(int(d) % x.ndim)
-    concrete = not isinstance(rate, jax.core.Tracer)
+    check_floating_array("x", x)
+    dims = {check_axis("broadcast_dims entry", d, x.shape) for d in broadcast_dims}
+    concrete = not is_traced(rate)
     if deterministic:
         if inverted or (concrete and rate == 0):
             return x
         return x * jnp.asarray(1 - rate, x.dtype)
+    # Shortcuts with the result the mask would give: keep all, or none.
     if concrete and rate == 0:
         return x
-    _check_key(key)
+    check_prng_key("key", key, "dropout", ", or deterministic=True")
     if concrete and rate == 1:
         return jnp.zeros_like(x)
 
     mask_shape = tuple(1 if i in dims else n for i, n in enumerate(x.shape))
-    bits = _random_bits(key, mask_shape)
-    keep = bits >= _threshold(rate, concrete)
-    if not concrete:
-        keep = keep & (jnp.asarray(rate) < 1)
-    keep = jnp.broadcast_to(keep, x.shape)
+    keep = jnp.broadcast_to(_keep_mask(key, mask_shape, rate), x.shape)
     if inverted:
         p = 1 - jnp.asarray(rate, jnp.float32)
         scale = jnp.where(p > 0, 1 / jnp.where(p > 0, p, 1), 0).astype(x.dtype)

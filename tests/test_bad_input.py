@@ -10,6 +10,7 @@ import inspect
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxnn
@@ -116,7 +117,7 @@ CASES = {
     "masked": (
         lambda: jaxnn.masked(jaxnn.sgd(0.1), {"a": 1}).init(ONES),
         TypeError,
-        "mask leaves must be Python bools",
+        "mask leaf must be a Python bool",
     ),
     "mean_squared_error": (
         lambda: jaxnn.mean_squared_error(jnp.ones(3), jnp.ones(4)),
@@ -135,6 +136,11 @@ CASES = {
     "relu": (lambda: jaxnn.relu("x"), TypeError, "'x'"),
     "relu_derivative": (lambda: jaxnn.relu_derivative("x"), TypeError, "'x'"),
     "rmsprop": (lambda: jaxnn.rmsprop(0.1, decay=1.0), ValueError, "decay"),
+    "safe_increment": (
+        lambda: jaxnn.safe_increment(jnp.float32(1.0)),
+        TypeError,
+        "count must be an integer array",
+    ),
     "scale": (lambda: jaxnn.scale("x"), TypeError, "factor"),
     "scale_by_adam": (lambda: jaxnn.scale_by_adam(eps=-1.0), ValueError, "eps"),
     "scale_by_learning_rate": (
@@ -182,6 +188,11 @@ CASES = {
         ValueError,
         "decay_steps",
     ),
+    "with_extra_args_support": (
+        lambda: jaxnn.with_extra_args_support(lambda g: g),
+        TypeError,
+        "transform must be a gradient transformation",
+    ),
     "xavier_normal": (
         lambda: jaxnn.xavier_normal()(KEY, (3,)),
         ValueError,
@@ -197,7 +208,7 @@ CASES = {
 
 
 def test_every_public_callable_has_a_bad_input_case():
-    functions = {n for n in jaxnn.__all__ if not inspect.isclass(getattr(jaxnn, n))}
+    functions = {n for n in jaxnn.__all__ if inspect.isroutine(getattr(jaxnn, n))}
     assert functions == set(CASES), (
         f"missing: {sorted(functions - set(CASES))}, "
         f"stale: {sorted(set(CASES) - functions)}"
@@ -215,3 +226,63 @@ def test_bad_input_raises_a_clear_error(name):
         call()
     if pattern is not None:
         assert pattern in str(info.value), str(info.value)
+
+
+# The error-type rule: TypeError for a wrong type, ValueError for a wrong value;
+# NumPy scalars are accepted wherever Python numbers are.
+TYPE_OR_VALUE = [
+    (lambda: jaxnn.batchnorm_init(2.5), TypeError, "num_features"),
+    (lambda: jaxnn.batchnorm_init(0), ValueError, "num_features"),
+    (lambda: jaxnn.batchnorm_init(3, jnp.int32), TypeError, "dtype"),
+    (lambda: jaxnn.dense_init(KEY, True, 2), TypeError, "n_in"),
+    (lambda: jaxnn.cosine_decay_schedule(0.1, 2.5), TypeError, "decay_steps"),
+    (lambda: jaxnn.cosine_decay_schedule(0.1, 0), ValueError, "decay_steps"),
+    (lambda: jaxnn.skip_nonfinite(jaxnn.gd(0.1), 2.0), TypeError, "max_consecutive"),
+    (lambda: jaxnn.skip_nonfinite(lambda g: g), TypeError, "inner"),
+    (lambda: jaxnn.masked(None, {"a": True}), TypeError, "inner"),
+    (lambda: jaxnn.scale_by_adam(mu_dtype=jnp.int32), TypeError, "mu_dtype"),
+    (lambda: jaxnn.he_normal(in_axis=1.0)(KEY, (3, 4)), TypeError, "in_axis"),
+    (lambda: jaxnn.he_normal(in_axis=2)(KEY, (3, 4)), ValueError, "in_axis"),
+    (lambda: jaxnn.normal()(KEY, (3, 4), jnp.int32), TypeError, "dtype"),
+    (
+        lambda: jaxnn.dropout(KEY, jnp.ones((2, 2)), 0.5, broadcast_dims=(0.0,)),
+        TypeError,
+        "broadcast_dims",
+    ),
+    (
+        lambda: jaxnn.batchnorm(
+            *jaxnn.batchnorm_init(2), jnp.ones((4, 2)), training=True, axis=1.0
+        ),
+        TypeError,
+        "axis",
+    ),
+    (lambda: jaxnn.variance_scaling(1.0, 3, "normal"), ValueError, "mode"),
+]
+
+
+@pytest.mark.parametrize("call, error, pattern", TYPE_OR_VALUE)
+def test_one_error_type_per_kind_of_mistake(call, error, pattern):
+    with pytest.raises(error, match=pattern):
+        call()
+
+
+NUMPY_SCALARS = [
+    lambda: jaxnn.skip_nonfinite(jaxnn.gd(0.1), np.int64(3)),
+    lambda: jaxnn.skip_nonfinite(jaxnn.gd(0.1), jnp.int32(3)),
+    lambda: jaxnn.batchnorm_init(np.int32(3)),
+    lambda: jaxnn.dense_init(KEY, np.int64(3), np.int16(2)),
+    lambda: jaxnn.cosine_decay_schedule(np.float32(0.1), np.int64(10)),
+    lambda: jaxnn.exponential_decay(0.1, np.uint8(10), np.float64(0.5), np.int64(2)),
+    lambda: jaxnn.warmup_cosine_decay_schedule(0.0, 1.0, np.int64(2), np.int32(10)),
+    lambda: jaxnn.adam(np.float32(1e-3), b1=np.float64(0.9)),
+    lambda: jaxnn.dropout(
+        KEY, jnp.ones((2, 2)), np.float64(0.5), broadcast_dims=(np.int64(0),)
+    ),
+    lambda: jaxnn.he_normal(in_axis=np.int64(0), out_axis=np.int8(1))(KEY, (3, 4)),
+    lambda: jaxnn.zeros()(KEY, (np.int64(2), 3)),
+]
+
+
+@pytest.mark.parametrize("call", NUMPY_SCALARS)
+def test_numpy_scalars_are_accepted(call):
+    call()
