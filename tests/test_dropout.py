@@ -1,10 +1,13 @@
 """Dropout: statistics on 1e6 elements, flax.linen.Dropout semantics, edge cases."""
 
+import itertools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.extend.random import threefry_2x32
 
 from jaxnn import dropout
 
@@ -181,3 +184,88 @@ def test_bad_x_and_broadcast_dims_raise():
         dropout(KEY, jnp.ones(4, jnp.int32), 0.5)
     with pytest.raises(ValueError, match="broadcast_dims"):
         dropout(KEY, jnp.ones((4, 4)), 0.5, broadcast_dims=(2,))
+
+
+# The documented draw (module docstring of jaxnn/dropout.py), rebuilt here from
+# public JAX APIs: a threefry key k = jax.random.bits(key, (2,), uint32) hashes the
+# counters (0, c); block c gives elements 2c and 2c + 1 of a row (hi, lo words),
+# rows padded to even length; element j is kept iff bits_j >= floor(f32(rate)·2³²).
+
+
+def reference_bits_one_by_one(key, shape):
+    """The bits, hashing each block on its own (one threefry_2x32 call each)."""
+    k = jax.random.bits(key, (2,), jnp.uint32)
+    rows, n = shape
+    half = -(-n // 2)
+    out = np.zeros(shape, np.uint64)
+    for r in range(rows):
+        for j in range(n):
+            c = r * half + j // 2
+            pair = threefry_2x32((k[0], k[1]), jnp.array([0, c], jnp.uint32))
+            out[r, j] = int(pair[j % 2])
+    return out
+
+
+def reference_bits(key, shape):
+    """The same bits, all blocks in one call (checked against the above)."""
+    k = jax.random.bits(key, (2,), jnp.uint32)
+    rows, n = shape
+    half = -(-n // 2)
+    c = jnp.arange(rows * half, dtype=jnp.uint32)
+    out = np.asarray(threefry_2x32((k[0], k[1]), jnp.concatenate([0 * c, c])))
+    hi, lo = out[: c.size].reshape(rows, half), out[c.size :].reshape(rows, half)
+    return np.stack([hi, lo], axis=-1).reshape(rows, 2 * half)[:, :n].astype(np.uint64)
+
+
+def reference_keep(bits, rate):
+    threshold = np.floor(np.float64(np.float32(rate)) * 2.0**32)
+    return bits >= threshold
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (2, 5)])
+def test_mask_is_the_documented_draw(shape):
+    bits = reference_bits_one_by_one(KEY, shape)
+    np.testing.assert_array_equal(reference_bits(KEY, shape), bits)
+    for rate in (0.1, 0.5, 1 / 3, 0.999):
+        kept = np.asarray(dropout(KEY, jnp.ones(shape), rate) != 0)
+        np.testing.assert_array_equal(kept, reference_keep(bits, rate))
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 1 / 3, 0.999, 2.0**-30, 1 - 2.0**-26])
+def test_same_mask_for_a_concrete_and_a_traced_rate(rate):
+    x = jax.random.normal(jax.random.key(5), (257, 33)) + 8.0  # no zeros
+    eager = dropout(KEY, x, rate)
+    closed_over = jax.jit(lambda k, x: dropout(k, x, rate))(KEY, x)
+    traced = jax.jit(dropout)(KEY, x, rate)  # rate is an argument: traced
+    np.testing.assert_array_equal(closed_over, eager)
+    np.testing.assert_array_equal(traced, eager)
+    if np.float32(rate) == 1:  # 1 − 2⁻²⁶ rounds to 1 in float32: all dropped
+        assert not np.any(np.asarray(eager))
+
+
+def test_threshold_at_a_drawn_value_is_the_same_for_concrete_and_traced():
+    # A drawn value v that float32 thresholds can hit exactly (a multiple of 2⁸),
+    # and rates just above v/2³² that float32 rounds to v/2³² (keep the element)
+    # or that sit one float32 step above it (drop it). A threshold computed in
+    # float64 for one kind of rate and in float32 for the other disagrees here.
+    shape = (64, 64)
+    bits = reference_bits(KEY, shape)
+    hits = np.argwhere((bits % 256 == 0) & (bits > 0))
+    assert len(hits), "no drawn value is a multiple of 256 (choose another key)"
+    r, j = hits[0]
+    v = int(bits[r, j])
+    x = jnp.ones(shape)
+    for rate, kept in [((v + 0.75) / 2**32, True), ((v + 256) / 2**32, False)]:
+        for y in (dropout(KEY, x, rate), jax.jit(dropout)(KEY, x, rate)):
+            assert bool(y[r, j] != 0) is kept, (rate, kept)
+            np.testing.assert_array_equal(y != 0, reference_keep(bits, rate))
+
+
+def test_masks_are_nested_in_the_rate():
+    # One draw of bits, compared with a threshold that grows with the rate: an
+    # element dropped at some rate is dropped at every larger rate.
+    x = jnp.ones((300, 301))
+    rates = [0.0, 1e-6, 0.1, 1 / 3, 0.5, 0.999, 1.0]
+    dropped = [np.asarray(jax.jit(dropout)(KEY, x, r) == 0) for r in rates]
+    for smaller, larger in itertools.pairwise(dropped):
+        assert np.all(smaller <= larger)
