@@ -307,3 +307,27 @@ def test_global_norm_of_infinite_or_nan_input():
     assert np.isinf(jaxnn.global_norm({"a": jnp.array([1.0, jnp.inf])}))
     assert np.isnan(jaxnn.global_norm({"a": jnp.array([1.0, jnp.nan])}))
     assert float(jaxnn.global_norm({"a": jnp.zeros(3), "e": jnp.zeros((0, 2))})) == 0.0
+
+
+def test_with_extra_args_support_forwards_keywords_only_where_accepted():
+    seen = []
+
+    def plain_update(updates, state, params=None):
+        return updates, state
+
+    def kw_update(updates, state, params=None, **extra_args):
+        seen.append(extra_args)
+        return updates, state
+
+    tree = {"a": jnp.ones(2)}
+    plain = jaxnn.with_extra_args_support(
+        optax.GradientTransformation(lambda p: (), plain_update)
+    )
+    out, state = plain.update(tree, (), None, loss=1.0)  # the keyword is dropped
+    assert out is tree and state == ()
+    kw = jaxnn.with_extra_args_support(
+        jaxnn.GradientTransformation(lambda p: (), kw_update)
+    )
+    assert kw.update is kw_update  # already accepts **kwargs: unchanged
+    kw.update(tree, (), None, loss=1.0)
+    assert seen == [{"loss": 1.0}]
