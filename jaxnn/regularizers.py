@@ -79,6 +79,10 @@ def l1_penalty(params: Any, strength: float, mask: Mask = None) -> jax.Array:
       ValueError: if a concrete `strength` is negative or not finite, or `mask`
         does not match `params`.
       TypeError: if a mask leaf is not a bool or a leaf is not floating.
+
+    References:
+      Tibshirani, "Regression Shrinkage and Selection via the Lasso", JRSS B
+      1996.
     """
     return _penalty(params, strength, mask, _abs)
 
@@ -102,5 +106,9 @@ def l2_penalty(params: Any, strength: float, mask: Mask = None) -> jax.Array:
       ValueError: if a concrete `strength` is negative or not finite, or `mask`
         does not match `params`.
       TypeError: if a mask leaf is not a bool or a leaf is not floating.
+
+    References:
+      Hoerl & Kennard, "Ridge Regression: Biased Estimation for Nonorthogonal
+      Problems", Technometrics 1970.
     """
     return _penalty(params, strength, mask, jnp.square)

@@ -84,6 +84,11 @@ def add_decayed_weights(
     Raises:
       ValueError: if a concrete `weight_decay` is negative, or `update` gets no
         params.
+
+    References:
+      Krogh & Hertz, "A Simple Weight Decay Can Improve Generalization",
+      NeurIPS 1991; Loshchilov & Hutter, "Decoupled Weight Decay
+      Regularization", ICLR 2019.
     """
     return _add_param_term("weight_decay", weight_decay, lambda p: p, mask)
 
@@ -104,5 +109,9 @@ def add_l1(
     Raises:
       ValueError: if a concrete `strength` is negative, or `update` gets no
         params.
+
+    References:
+      Tibshirani, "Regression Shrinkage and Selection via the Lasso", JRSS B
+      1996.
     """
     return _add_param_term("strength", strength, jnp.sign, mask)
