@@ -1,11 +1,12 @@
 """Dropout with an explicit PRNG key, inverted (default) or classic.
 
 The mask is drawn one way, for a concrete or a traced `rate` alike, through public
-JAX APIs: a 64-bit threefry key k = `jax.random.bits(key, (2,), uint32)` is derived
-from the caller's key (of any implementation), and k hashes the counters
-(0, i) with `jax.extend.random.threefry_2x32`; both 32-bit output words of block i
-are used, as elements 2i and 2i + 1 of the last axis (half the hashing of
-`jax.random.bits`, which XORs the two words into one). Element j is kept iff
+JAX APIs. The key's data (`jax.random.key_data`), folded to 64 bits by XOR of its
+64-bit words (a threefry key is already 64 bits, and is used as it is), is the key
+k of `jax.extend.random.threefry_2x32`, which hashes the counters (0, i); both
+32-bit output words of block i are used, as elements 2i and 2i + 1 of the last
+axis (half the hashing of `jax.random.bits`, which XORs the two words into one).
+Element j is kept iff
 
     bits_j >= ⌊float32(rate)·2³²⌋     (no element is kept when float32(rate) = 1),
 
@@ -16,9 +17,9 @@ rate give the same mask whether `rate` is a Python number or traced.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import jax
@@ -37,7 +38,7 @@ from jaxnn._checks import (
 _TWO_32 = 2.0**32
 
 
-def _hash_bits(keypair: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+def _hash_bits(keypair: tuple[jax.Array, jax.Array], shape: tuple[int, ...]):
     """uint32 bits of `shape`: block i gives elements 2i and 2i + 1 of each row.
 
     Pairing neighbours on the last axis (each row padded to even length) keeps the
@@ -49,15 +50,23 @@ def _hash_bits(keypair: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     blocks = math.prod(half)
     counts = lax.iota(jnp.uint32, blocks)
     # threefry_2x32 hashes the pairs (first half, second half) of its input.
-    out = threefry_2x32(
-        (keypair[0], keypair[1]), jnp.concatenate([jnp.zeros_like(counts), counts])
-    )
+    out = threefry_2x32(keypair, jnp.concatenate([jnp.zeros_like(counts), counts]))
     hi, lo = out[:blocks].reshape(half), out[blocks:].reshape(half)
     bits = jnp.stack([hi, lo], axis=-1).reshape(*shape[:-1], 2 * half[-1])
     return bits[..., :n] if 2 * half[-1] != n else bits
 
 
-@partial(jax.jit, static_argnums=1)
+def _keypair(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The key's uint32 data folded to two words by XOR (threefry: unchanged)."""
+    data = jax.random.key_data(key).ravel()
+    if data.size % 2:
+        data = jnp.concatenate([data, jnp.zeros((1,), data.dtype)])
+    words = data.reshape(-1, 2)
+    folded = functools.reduce(jnp.bitwise_xor, list(words))
+    return folded[0], folded[1]
+
+
+@functools.partial(jax.jit, static_argnums=1)
 def _keep_mask(key: jax.Array, shape: tuple[int, ...], rate: Any) -> jax.Array:
     """The boolean keep mask of `shape` (see the module docstring).
 
@@ -65,8 +74,7 @@ def _keep_mask(key: jax.Array, shape: tuple[int, ...], rate: Any) -> jax.Array:
     traced, so both take one code path; jit also caches the compiled hash for
     eager calls.
     """
-    keypair = jax.random.bits(key, (2,), jnp.uint32)
-    bits = _hash_bits(keypair, shape or (1,)).reshape(shape)
+    bits = _hash_bits(_keypair(key), shape or (1,)).reshape(shape)
     # float32(rate)·2³² is exact (a power-of-two scaling) and at most 2³², which
     # uint32 cannot hold; below 2³² it is at most 2³² − 256, so the clip only acts
     # when float32(rate) = 1, where no element is kept.

@@ -187,14 +187,22 @@ def test_bad_x_and_broadcast_dims_raise():
 
 
 # The documented draw (module docstring of jaxnn/dropout.py), rebuilt here from
-# public JAX APIs: a threefry key k = jax.random.bits(key, (2,), uint32) hashes the
-# counters (0, c); block c gives elements 2c and 2c + 1 of a row (hi, lo words),
-# rows padded to even length; element j is kept iff bits_j >= floor(f32(rate)·2³²).
+# public JAX APIs: the key's data folded to two uint32 words by XOR is the
+# threefry key k that hashes the counters (0, c); block c gives elements 2c and
+# 2c + 1 of a row (hi, lo words), rows padded to even length; element j is kept
+# iff bits_j >= floor(f32(rate)·2³²).
+
+
+def reference_keypair(key):
+    data = np.asarray(jax.random.key_data(key), np.uint32).ravel()
+    data = np.concatenate([data, np.zeros(data.size % 2, np.uint32)])
+    folded = np.bitwise_xor.reduce(data.reshape(-1, 2), axis=0)
+    return jnp.uint32(folded[0]), jnp.uint32(folded[1])
 
 
 def reference_bits_one_by_one(key, shape):
     """The bits, hashing each block on its own (one threefry_2x32 call each)."""
-    k = jax.random.bits(key, (2,), jnp.uint32)
+    k = reference_keypair(key)
     rows, n = shape
     half = -(-n // 2)
     out = np.zeros(shape, np.uint64)
@@ -208,7 +216,7 @@ def reference_bits_one_by_one(key, shape):
 
 def reference_bits(key, shape):
     """The same bits, all blocks in one call (checked against the above)."""
-    k = jax.random.bits(key, (2,), jnp.uint32)
+    k = reference_keypair(key)
     rows, n = shape
     half = -(-n // 2)
     c = jnp.arange(rows * half, dtype=jnp.uint32)
@@ -223,11 +231,16 @@ def reference_keep(bits, rate):
 
 
 @pytest.mark.parametrize("shape", [(3, 4), (2, 5)])
-def test_mask_is_the_documented_draw(shape):
-    bits = reference_bits_one_by_one(KEY, shape)
-    np.testing.assert_array_equal(reference_bits(KEY, shape), bits)
+@pytest.mark.parametrize(
+    "key",
+    [jax.random.key(7), jax.random.PRNGKey(7), jax.random.key(7, impl="rbg")],
+    ids=["threefry", "raw_uint32", "rbg"],
+)
+def test_mask_is_the_documented_draw(shape, key):
+    bits = reference_bits_one_by_one(key, shape)
+    np.testing.assert_array_equal(reference_bits(key, shape), bits)
     for rate in (0.1, 0.5, 1 / 3, 0.999):
-        kept = np.asarray(dropout(KEY, jnp.ones(shape), rate) != 0)
+        kept = np.asarray(dropout(key, jnp.ones(shape), rate) != 0)
         np.testing.assert_array_equal(kept, reference_keep(bits, rate))
 
 
