@@ -232,7 +232,7 @@ def _int_kind(low: int | None, high: int | None) -> str:
 
 def check_int(
     name: str, value: Any, low: int | None = None, high: int | None = None
-) -> None:
+) -> Any:
     """Checks an integer argument (a count, a size, a number of steps).
 
     Python ints, NumPy integers and 0-d integer arrays are accepted; a traced
@@ -244,38 +244,49 @@ def check_int(
       low: the smallest value allowed (None: no bound).
       high: the largest value allowed (None: no bound).
 
+    Returns:
+      A concrete value as a Python int (weakly typed in JAX arithmetic, as a
+      literal would be), a traced one as it is.
+
     Raises:
       TypeError: if `value` is not an integer (bools and floats such as 2.0 are
         not).
       ValueError: if it is outside [low, high].
     """
     if is_traced(value):
-        return
+        return value
     if not _is_int(value):
         raise TypeError(f"{name} must be {_int_kind(low, high)}, got {value!r}")
     v = int(value)
     if (low is not None and v < low) or (high is not None and v > high):
         raise ValueError(f"{name} must be {_int_kind(low, high)}, got {value!r}")
+    return v
 
 
-def check_positive_int(name: str, value: Any) -> None:
+def check_positive_int(name: str, value: Any) -> Any:
     """Checks an integer argument that must be >= 1 (see `check_int`).
 
     Args:
       name: the argument's name, used in the message.
       value: the value to check.
+
+    Returns:
+      The value, a Python int if concrete.
     """
-    check_int(name, value, 1)
+    return check_int(name, value, 1)
 
 
-def check_nonnegative_int(name: str, value: Any) -> None:
+def check_nonnegative_int(name: str, value: Any) -> Any:
     """Checks an integer argument that must be >= 0 (see `check_int`).
 
     Args:
       name: the argument's name, used in the message.
       value: the value to check.
+
+    Returns:
+      The value, a Python int if concrete.
     """
-    check_int(name, value, 0)
+    return check_int(name, value, 0)
 
 
 def check_bool(name: str, value: Any, why: str = "") -> None:

@@ -86,8 +86,7 @@ def batchnorm_init(
       TypeError: if `num_features` is not an int or `dtype` is not floating.
       ValueError: if `num_features` < 1.
     """
-    check_positive_int("num_features", num_features)
-    num_features = int(num_features)
+    num_features = check_positive_int("num_features", num_features)
     dtype = check_floating_dtype("dtype", dtype)
     stats = accumulation_dtype(dtype)
     params = BatchNormParams(

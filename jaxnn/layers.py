@@ -34,9 +34,8 @@ def dense_init(
       TypeError: if `n_in` or `n_out` is not an int.
       ValueError: if `n_in` or `n_out` is < 1.
     """
-    check_positive_int("n_in", n_in)
-    check_positive_int("n_out", n_out)
-    n_in, n_out = int(n_in), int(n_out)
+    n_in = check_positive_int("n_in", n_in)
+    n_out = check_positive_int("n_out", n_out)
     w_key, b_key = jax.random.split(key)
     return {"w": w_init(w_key, (n_in, n_out)), "b": b_init(b_key, (n_out,))}
 

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn._checks import check_array_tree, check_int, check_transform, is_traced
+from jaxnn._checks import check_array_tree, check_int, check_transform
 from jaxnn.optim.base import (
     GradientTransformation,
     safe_increment,
@@ -80,10 +80,9 @@ def skip_nonfinite(
     inner = with_extra_args_support(inner)
     limit = max_consecutive
     if limit is not None:
-        check_int("max_consecutive", limit, 0, jnp.iinfo(jnp.int32).max)
-        # A NumPy int64 would promote the int32 count (an error under strict
-        # promotion); a Python int is weakly typed.
-        limit = limit if is_traced(limit) else int(limit)
+        # A Python int (not a NumPy int64) compares with the int32 count under
+        # strict promotion too.
+        limit = check_int("max_consecutive", limit, 0, jnp.iinfo(jnp.int32).max)
 
     def init(params):
         zero = jnp.zeros((), jnp.int32)

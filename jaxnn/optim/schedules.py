@@ -77,8 +77,8 @@ def exponential_decay(
         or `decay_rate` <= 0 (optax silently returns a constant schedule or
         clamps there).
     """
-    check_positive_int("transition_steps", transition_steps)
-    check_nonnegative_int("transition_begin", transition_begin)
+    transition_steps = check_positive_int("transition_steps", transition_steps)
+    transition_begin = check_nonnegative_int("transition_begin", transition_begin)
     check_in_range("decay_rate", decay_rate, 0.0, math.inf, low_inclusive=False)
 
     def schedule(count):
@@ -130,7 +130,7 @@ def cosine_decay_schedule(
       Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm
       Restarts", ICLR 2017.
     """
-    check_positive_int("decay_steps", decay_steps)
+    decay_steps = check_positive_int("decay_steps", decay_steps)
 
     def schedule(count):
         steps = jnp.asarray(decay_steps, jnp.float32)
@@ -187,8 +187,8 @@ def warmup_cosine_decay_schedule(
       ValueError: if a concrete `warmup_steps` < 0 or `decay_steps` <=
         `warmup_steps`.
     """
-    check_nonnegative_int("warmup_steps", warmup_steps)
-    check_positive_int("decay_steps", decay_steps)
+    warmup_steps = check_nonnegative_int("warmup_steps", warmup_steps)
+    decay_steps = check_positive_int("decay_steps", decay_steps)
     if not (is_traced(warmup_steps) or is_traced(decay_steps)) and (
         decay_steps <= warmup_steps
     ):
