@@ -91,13 +91,15 @@ def exponential_decay(
         )
         if end_value is None:
             return value
-        # Decay (rate < 1) is bounded below by end_value, growth above; a select,
-        # not a Python branch, so decay_rate may be traced.
-        return jnp.where(
-            decay_rate < 1.0,
-            jnp.maximum(value, end_value),
-            jnp.minimum(value, end_value),
-        )
+        # Decay (rate < 1) is bounded below by end_value, growth above: a select
+        # for a traced decay_rate, a Python branch (one op less) for a concrete one.
+        if is_traced(decay_rate):
+            return jnp.where(
+                decay_rate < 1.0,
+                jnp.maximum(value, end_value),
+                jnp.minimum(value, end_value),
+            )
+        return (jnp.maximum if decay_rate < 1.0 else jnp.minimum)(value, end_value)
 
     return schedule
 
