@@ -41,18 +41,26 @@ _TWO_32 = 2.0**32
 def _hash_bits(keypair: tuple[jax.Array, jax.Array], shape: tuple[int, ...]):
     """uint32 bits of `shape`: block i gives elements 2i and 2i + 1 of each row.
 
-    Pairing neighbours on the last axis (each row padded to even length) keeps the
-    draw local to each shard when the array is sharded on any axis but the last,
-    or on the last in even-sized pieces.
+    The counters are numbered row-major over (*shape[:-1], ⌈n/2⌉), each row of the
+    last axis padded to even length. Hashing row by row (`vmap` over the leading
+    axes) keeps the hash state in the array's shape, so the draw stays local to
+    each shard when the array is sharded on any axis but the last, or on the last
+    in even-sized pieces.
     """
     n = shape[-1]
     half = (*shape[:-1], -(-n // 2))
-    blocks = math.prod(half)
-    counts = lax.iota(jnp.uint32, blocks)
-    # threefry_2x32 hashes the pairs (first half, second half) of its input.
-    out = threefry_2x32(keypair, jnp.concatenate([jnp.zeros_like(counts), counts]))
-    hi, lo = out[:blocks].reshape(half), out[blocks:].reshape(half)
-    bits = jnp.stack([hi, lo], axis=-1).reshape(*shape[:-1], 2 * half[-1])
+    counts = lax.iota(jnp.uint32, math.prod(half)).reshape(half)
+
+    def hash_row(c):
+        # threefry_2x32 hashes the pairs (first half, second half) of its input:
+        # the blocks (0, c), whose two words are the row's elements 2c, 2c + 1.
+        return threefry_2x32(keypair, c)
+
+    for _ in shape[:-1]:
+        hash_row = jax.vmap(hash_row)
+    out = hash_row(jnp.concatenate([jnp.zeros_like(counts), counts], axis=-1))
+    bits = jnp.stack([out[..., : half[-1]], out[..., half[-1] :]], axis=-1)
+    bits = bits.reshape(*shape[:-1], 2 * half[-1])
     return bits[..., :n] if 2 * half[-1] != n else bits
 
 
