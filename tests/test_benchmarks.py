@@ -32,7 +32,8 @@ def test_run_all_quick_writes_every_figure(tmp_path):
     assert r["device_triad"]["gbps"] > 0
 
     leaf, tree = r["optimizers"]
-    assert tree["leaves"] == 161  # the ResNet-50 tree, at reduced widths
+    assert leaf["leaves"] == 1
+    assert tree["label"].startswith("ResNet-50") and tree["leaves"] > 1
     for case in (leaf, tree):
         rows = {row["optimizer"]: row for row in case["rows"]}
         assert set(rows) == {"sgd", "clip+adamw"}
