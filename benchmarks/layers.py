@@ -2,18 +2,21 @@
 
     python benchmarks/layers.py            # full sizes, 25 rounds
     python benchmarks/layers.py --quick    # small sizes, 3 rounds (smoke test)
+    python benchmarks/layers.py --rounds N
 
 Each case is jitted, warmed up, run interleaved (A B A B ...) with
 `block_until_ready`, and inputs are donated where an output of the same shape can
 reuse them (fresh copies are made outside the timed region). Reported: median ms,
 ratio jaxnn/flax (< 1 means jaxnn is faster), and the fraction of memory bandwidth
 reached: the minimum bytes the operation must move divided by its time, over the
-bandwidth of a jitted, donated triad a = b + s·c measured in the same run.
+bandwidth of the triad of `triad.py` (a = b + s·c, jitted and donated) measured in
+the same run on as many elements as the BatchNorm input.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -22,23 +25,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# A module beside this script (its directory is on sys.path when it runs).
+from triad import measure_bandwidth
+
 import jaxnn
 
 
-def triad_bandwidth(n: int, rounds: int) -> float:
-    """Bytes/s of a = b + s·c (read b, c; write a) on n float32 elements."""
-    triad = jax.jit(lambda a, b, c: b + 2.5 * c, donate_argnums=0)
-    b = jnp.ones((n,), jnp.float32)
-    c = jnp.ones((n,), jnp.float32)
-    a = jnp.zeros((n,), jnp.float32)
-    for _ in range(3):
-        a = triad(a, b, c).block_until_ready()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        a = triad(a, b, c).block_until_ready()
-        times.append(time.perf_counter() - t0)
-    return 3 * 4 * n / statistics.median(times)
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One layer, jaxnn against flax; dicts are keyed by library."""
+
+    case: str
+    ms: dict[str, float]  # median time
+    bandwidth_fraction: dict[str, float]  # of the triad, minimum bytes / time
+
+    @property
+    def ratio(self) -> float:
+        """Time of jaxnn over flax: below 1, jaxnn is faster."""
+        return self.ms["jaxnn"] / self.ms["flax"]
 
 
 def interleaved(cases: dict, make_args, rounds: int) -> dict[str, float]:
@@ -56,12 +60,23 @@ def interleaved(cases: dict, make_args, rounds: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def report(title: str, med: dict[str, float], min_bytes: int, bandwidth: float):
+def report(
+    case: str, title: str, med: dict[str, float], min_bytes: int, bandwidth: float
+) -> Row:
+    """Prints one case and returns its row."""
+    row = Row(
+        case,
+        {name: t * 1e3 for name, t in med.items()},
+        {name: min_bytes / t / bandwidth for name, t in med.items()},
+    )
     print(f"\n{title}")
-    for name, t in med.items():
-        frac = min_bytes / t / bandwidth
-        print(f"  {name:6s} {t * 1e3:9.3f} ms   {frac:6.1%} of triad bandwidth")
-    print(f"  ratio jaxnn/flax = {med['jaxnn'] / med['flax']:.3f}")
+    for name in med:
+        print(
+            f"  {name:6s} {row.ms[name]:9.3f} ms   "
+            f"{row.bandwidth_fraction[name]:6.1%} of triad bandwidth"
+        )
+    print(f"  ratio jaxnn/flax = {row.ratio:.3f}")
+    return row
 
 
 def bench_batchnorm(shape, rounds, bandwidth):
@@ -104,7 +119,8 @@ def bench_batchnorm(shape, rounds, bandwidth):
 
     med = interleaved(cases, lambda: (x0 + 0, dy0 + 0, params, state), rounds)
     # Read x and dy, write y and dx (the per-feature vectors are negligible).
-    report(
+    row = report(
+        "batchnorm",
         f"BatchNorm forward+backward (dx, dscale, dbias), {shape} float32 NHWC",
         med,
         4 * x0.nbytes,
@@ -128,6 +144,7 @@ def bench_batchnorm(shape, rounds, bandwidth):
         for y in (y_ours, y_flax)
     ]
     print(f"  x = 1e4 + N(0,1): max |std(y) - 1| jaxnn {err[0]:.1e}, flax {err[1]:.1e}")
+    return row, {"jaxnn": err[0], "flax": err[1]}
 
 
 def bench_dropout(shape, rounds, bandwidth):
@@ -147,7 +164,8 @@ def bench_dropout(shape, rounds, bandwidth):
     }
     key = jax.random.key(0)
     med = interleaved(cases, lambda: (x0 + 0, key), rounds)
-    report(
+    return report(
+        "dropout",
         f"Dropout rate {rate}, {shape} float32 (mask drawn inside the timed call)",
         med,
         2 * x0.nbytes,
@@ -155,23 +173,41 @@ def bench_dropout(shape, rounds, bandwidth):
     )
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--rounds", type=int, default=None)
-    args = parser.parse_args()
-    rounds = args.rounds or (3 if args.quick else 25)
-    bn_shape = (8, 8, 8, 16) if args.quick else (256, 32, 32, 64)
-    drop_shape = (64, 256) if args.quick else (256, 4096)
+@dataclasses.dataclass(frozen=True)
+class Results:
+    """Both layers, the triad they are measured against, BatchNorm's accuracy."""
 
+    rounds: int
+    triad_gbps: float
+    rows: list[Row]
+    # max |std(y) - 1| of BatchNorm on x = 1e4 + N(0, 1), per library
+    batchnorm_offset_error: dict[str, float]
+
+
+def run(*, quick: bool = False, rounds: int | None = None) -> Results:
+    """BatchNorm and dropout against flax (small sizes and 3 rounds if `quick`)."""
+    rounds = rounds or (3 if quick else 25)
+    bn_shape = (8, 8, 8, 16) if quick else (256, 32, 32, 64)
+    drop_shape = (64, 256) if quick else (256, 4096)
     print(
         f"jax {jax.__version__} on {jax.devices()[0].device_kind} "
         f"({jax.default_backend()}), median of {rounds} interleaved rounds"
     )
-    bandwidth = triad_bandwidth(int(np.prod(bn_shape)), rounds)
+    bandwidth = measure_bandwidth(int(np.prod(bn_shape)), rounds)
     print(f"triad a = b + s*c bandwidth: {bandwidth / 1e9:.2f} GB/s")
-    bench_batchnorm(bn_shape, rounds, bandwidth)
-    bench_dropout(drop_shape, rounds, bandwidth)
+    bn_row, offset_error = bench_batchnorm(bn_shape, rounds, bandwidth)
+    drop_row = bench_dropout(drop_shape, rounds, bandwidth)
+    return Results(rounds, bandwidth / 1e9, [bn_row, drop_row], offset_error)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="timed rounds (default 25; 3 quick)"
+    )
+    args = parser.parse_args()
+    run(quick=args.quick, rounds=args.rounds)
 
 
 if __name__ == "__main__":

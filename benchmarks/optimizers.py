@@ -1,7 +1,9 @@
 """jaxnn vs optax: the jitted optimizer step, timed in the same process, interleaved.
 
-Run `python benchmarks/optimizers.py` (full, about a few minutes on a 2-core CPU) or
-`python benchmarks/optimizers.py --quick` (small sizes, a smoke run).
+Run `python benchmarks/optimizers.py` (full, about 7 minutes on a 2-core CPU) or
+`python benchmarks/optimizers.py --quick` (small sizes, a smoke run);
+`python benchmarks/run_all.py` runs it with the other benchmarks and saves the
+results. `--help` lists the flags.
 
 What is timed: `step(params, state, grads) -> (params, state)`, that is
 `tx.update(grads, state, params)` followed by `apply_updates`, jitted once per
@@ -14,12 +16,11 @@ Cases: (a) one float32 leaf of 2**24 (16.8M) elements; (b) a ResNet-50-shaped tr
 161 float32 leaves, 25.6M parameters (HWIO conv kernels, BatchNorm scale and bias
 vectors, a 2048x1000 dense kernel and its bias).
 
-Bandwidth: a jitted, donated triad `a = b + s*c` (reads b and c, writes a into b's
-donated buffer: 3 arrays) is timed in the same run on the same number of elements,
-and each step's fraction of it is (minimum bytes / step time) / (triad bytes /
-triad time). The minimum
-bytes model counts each array that must be read or written once, 4 bytes per
-float32 element, n elements:
+Bandwidth: the triad of `triad.py` (`a = b + s*c`, jitted and donated: 3 arrays)
+is timed once per round on the same number of elements, and each step's fraction of
+it is (minimum bytes / step time) / (triad bytes / triad time). The minimum bytes
+model counts each array that must be read or written once, 4 bytes per float32
+element, n elements:
 
     gd, sgd                       read g, p; write p                      3 n
     momentum, nesterov, adagrad,
@@ -33,7 +34,8 @@ the tables it is measured in this process, after the other cases: XLA reuses ker
 it has already compiled (identical elementwise kernels of either library), so these
 figures are only indicative. The last table (`--fresh-compile`, on by default for
 adam and clip+adamw) compiles each step in a fresh Python process, alternating the
-libraries, and reports the median of `--compile-reps` processes.
+libraries (each process runs this script with `--compile-one NAME LIB`), and reports
+the median of `--compile-reps` processes.
 
 From each compiled step (`hlo_stats.py`): `kernels`, the fusions one call launches;
 `traffic`, the bytes those kernels read and write, in units of the parameter bytes
@@ -48,57 +50,124 @@ See benchmarks/README.md for the method and the latest table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from hlo_stats import step_stats  # benchmarks/hlo_stats.py, beside this script
+
+# Modules beside this script (its directory is on sys.path when it runs).
+from hlo_stats import HloStats, step_stats
+from triad import Triad
 
 import jaxnn
 
 LR = 1e-3
+LIBRARIES = ("jaxnn", "optax")
 
-# name: (jaxnn factory, optax factory, arrays moved per element)
-OPTIMIZERS: dict[str, tuple[Callable, Callable, int]] = {
-    "gd": (lambda: jaxnn.gd(LR), lambda: optax.sgd(LR), 3),
-    "sgd": (lambda: jaxnn.sgd(LR), lambda: optax.sgd(LR), 3),
-    "momentum": (lambda: jaxnn.momentum(LR), lambda: optax.sgd(LR, 0.9), 5),
-    "nesterov": (
-        lambda: jaxnn.nesterov(LR),
-        lambda: optax.sgd(LR, 0.9, nesterov=True),
-        5,
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    """One optimizer in both libraries, and the arrays its step must move."""
+
+    jaxnn: Callable[[], Any]
+    optax: Callable[[], Any]
+    min_arrays: int  # arrays of n elements read or written at least once
+
+
+OPTIMIZERS: dict[str, Pair] = {
+    "gd": Pair(lambda: jaxnn.gd(LR), lambda: optax.sgd(LR), 3),
+    "sgd": Pair(lambda: jaxnn.sgd(LR), lambda: optax.sgd(LR), 3),
+    "momentum": Pair(lambda: jaxnn.momentum(LR), lambda: optax.sgd(LR, 0.9), 5),
+    "nesterov": Pair(
+        lambda: jaxnn.nesterov(LR), lambda: optax.sgd(LR, 0.9, nesterov=True), 5
     ),
-    "adagrad": (lambda: jaxnn.adagrad(LR), lambda: optax.adagrad(LR), 5),
-    "rmsprop": (lambda: jaxnn.rmsprop(LR), lambda: optax.rmsprop(LR), 5),
-    "rmsprop_centered": (
+    "adagrad": Pair(lambda: jaxnn.adagrad(LR), lambda: optax.adagrad(LR), 5),
+    "rmsprop": Pair(lambda: jaxnn.rmsprop(LR), lambda: optax.rmsprop(LR), 5),
+    "rmsprop_centered": Pair(
         lambda: jaxnn.rmsprop(LR, centered=True),
         lambda: optax.rmsprop(LR, centered=True),
         7,
     ),
-    "rmsprop_momentum": (
+    "rmsprop_momentum": Pair(
         lambda: jaxnn.rmsprop(LR, momentum=0.9),
         lambda: optax.rmsprop(LR, momentum=0.9),
         7,
     ),
-    "adam": (lambda: jaxnn.adam(LR), lambda: optax.adam(LR), 7),
-    "adamw": (lambda: jaxnn.adamw(LR), lambda: optax.adamw(LR), 7),
-    "nadam": (lambda: jaxnn.nadam(LR), lambda: optax.nadam(LR), 7),
-    "clip+adamw": (
+    "adam": Pair(lambda: jaxnn.adam(LR), lambda: optax.adam(LR), 7),
+    "adamw": Pair(lambda: jaxnn.adamw(LR), lambda: optax.adamw(LR), 7),
+    "nadam": Pair(lambda: jaxnn.nadam(LR), lambda: optax.nadam(LR), 7),
+    "clip+adamw": Pair(
         lambda: jaxnn.chain(jaxnn.clip_by_global_norm(1.0), jaxnn.adamw(LR)),
         lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(LR)),
         8,
     ),
 }
+APPLY = {"jaxnn": jaxnn.apply_updates, "optax": optax.apply_updates}
 
 
-def resnet50_shapes(width_div: int = 1) -> dict:
-    """Parameter shapes of ResNet-50 (HWIO kernels, BN scale/bias, dense)."""
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One optimizer on one case; each dict is keyed by library ("jaxnn", "optax")."""
+
+    optimizer: str
+    ms: dict[str, float]  # median step time
+    bandwidth_fraction: dict[str, float]  # of the triad, minimum bytes / time
+    compile_s: dict[str, float]  # in this process: indicative only
+    kernels: dict[str, int]  # fusions one call launches
+    traffic: dict[str, float]  # bytes those kernels stream, in units of 4 n
+    temp_mb: dict[str, float]  # XLA scratch memory
+    min_arrays: int  # the minimum traffic, in units of 4 n
+
+    @property
+    def ratio(self) -> float:
+        """Time of jaxnn over optax: below 1, jaxnn is faster."""
+        return self.ms["jaxnn"] / self.ms["optax"]
+
+    @property
+    def compile_ratio(self) -> float:
+        """Compile time of jaxnn over optax."""
+        return self.compile_s["jaxnn"] / self.compile_s["optax"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """The rows of one parameter tree, with the triad timed in the same rounds."""
+
+    label: str
+    leaves: int
+    params: int
+    triad_gbps: float
+    rows: list[Row]
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileRow:
+    """Compile time of the tree step in fresh processes, median over processes."""
+
+    optimizer: str
+    jaxnn_s: float
+    optax_s: float
+    reps: int
+
+    @property
+    def ratio(self) -> float:
+        """Compile time of jaxnn over optax."""
+        return self.jaxnn_s / self.optax_s
+
+
+def resnet50_shapes(width_div: int = 1, stages: int = 4) -> dict:
+    """Parameter shapes of ResNet-50 (HWIO kernels, BN scale/bias, dense).
+
+    `width_div` divides every width; `stages` < 4 keeps the first stages only.
+    """
     shapes: dict = {}
 
     def conv_bn(name, k, cin, cout):
@@ -110,7 +179,7 @@ def resnet50_shapes(width_div: int = 1) -> dict:
     conv_bn("stem", 7, 3, stem)
     cin = stem
     for stage, (blocks, width) in enumerate(
-        zip((3, 4, 6, 3), (64, 128, 256, 512), strict=True)
+        zip((3, 4, 6, 3)[:stages], (64, 128, 256, 512)[:stages], strict=True)
     ):
         width //= width_div
         for b in range(blocks):
@@ -142,7 +211,8 @@ def make_step(tx, apply):
     return step
 
 
-def compile_step(tx, apply, params, grads):
+def compile_step(tx, apply, params, grads) -> tuple[Any, Any, float, HloStats]:
+    """The donated step, compiled; its initial state, compile seconds and stats."""
     state = tx.init(params)
     t0 = time.perf_counter()
     compiled = (
@@ -157,31 +227,18 @@ def copy_tree(tree):
     return jax.tree.map(lambda x: x.copy(), tree)
 
 
-class Triad:
-    """The donated triad a = b + s*c on n float32 elements: reads b, c; writes a.
+@dataclasses.dataclass
+class _Timed:
+    """One library's compiled step and the buffers it updates in place."""
 
-    `a` is written into the donated buffer of `b` (donating an input the
-    computation does not read lets XLA drop it, and every call would then
-    page-fault a fresh output buffer). It is timed once per round, next to the
-    optimizers, so that load from other processes affects both alike.
-    """
-
-    def __init__(self, n: int):
-        self.b = jnp.ones((n,), jnp.float32)
-        self.c = jnp.full((n,), 2.0, jnp.float32)
-        self.s = jnp.float32(1e-3)
-        self.fn = jax.jit(lambda b, c, s: b + s * c, donate_argnums=(0,))
-        self.times: list[float] = []
-
-    def run(self, record: bool = True) -> None:
-        """One blocking triad; its time is kept if `record`."""
-        t0 = time.perf_counter()
-        self.b = self.fn(self.b, self.c, self.s).block_until_ready()
-        if record:
-            self.times.append(time.perf_counter() - t0)
+    step: Any
+    params: Any
+    state: Any
+    times: list[float]
 
 
 def bench_case(label: str, params: dict, grads: dict, rounds: int, warmup: int, names):
+    """Times each optimizer of `names` against optax on one tree; prints the table."""
     n = sum(x.size for x in jax.tree.leaves(params))
     triad = Triad(n)
     for _ in range(warmup):
@@ -199,79 +256,105 @@ def bench_case(label: str, params: dict, grads: dict, rounds: int, warmup: int, 
     print("-" * len(header))
     rows = []
     for name in names:
-        ours_f, theirs_f, arrays = OPTIMIZERS[name]
-        libs = {
-            "jaxnn": (ours_f(), jaxnn.apply_updates),
-            "optax": (theirs_f(), optax.apply_updates),
-        }
-        run = {}
-        stats = {}
-        for lib, (tx, apply) in libs.items():
-            compiled, state, compile_s, stats[lib] = compile_step(
-                tx, apply, params, grads
+        pair = OPTIMIZERS[name]
+        timed, compile_s, stats = {}, {}, {}
+        for lib in LIBRARIES:
+            tx = getattr(pair, lib)()
+            compiled, state, compile_s[lib], stats[lib] = compile_step(
+                tx, APPLY[lib], params, grads
             )
-            run[lib] = [compiled, copy_tree(params), state, compile_s, []]
+            timed[lib] = _Timed(compiled, copy_tree(params), state, [])
         case_triad = len(triad.times)
         for _ in range(warmup):
-            for r in run.values():
-                r[1], r[2] = r[0](r[1], r[2], grads)
-                jax.block_until_ready((r[1], r[2]))
-        order = list(run)
+            for t in timed.values():
+                t.params, t.state = t.step(t.params, t.state, grads)
+                jax.block_until_ready((t.params, t.state))
         for i in range(rounds):
-            for lib in order if i % 2 == 0 else order[::-1]:
-                r = run[lib]
+            for lib in LIBRARIES if i % 2 == 0 else LIBRARIES[::-1]:
+                t = timed[lib]
                 t0 = time.perf_counter()
-                r[1], r[2] = r[0](r[1], r[2], grads)
-                jax.block_until_ready((r[1], r[2]))
-                r[4].append(time.perf_counter() - t0)
+                t.params, t.state = t.step(t.params, t.state, grads)
+                jax.block_until_ready((t.params, t.state))
+                t.times.append(time.perf_counter() - t0)
             triad.run()
-        triad_bw = 3 * 4 * n / statistics.median(triad.times[case_triad:])
-        ms = {lib: statistics.median(r[4]) * 1e3 for lib, r in run.items()}
-        bw = {lib: arrays * 4 * n / (ms[lib] / 1e3) / triad_bw for lib in run}
-        c = {lib: r[3] for lib, r in run.items()}
-        traffic = {lib: st.kernel_bytes / (4 * n) for lib, st in stats.items()}
-        temp = {lib: st.temp_bytes / 1e6 for lib, st in stats.items()}
-        print(
-            f"{name:<18}{ms['jaxnn']:>10.2f}{ms['optax']:>10.2f}"
-            f"{ms['jaxnn'] / ms['optax']:>8.2f}{bw['jaxnn']:>11.0%}{bw['optax']:>11.0%}"
-            f"{c['jaxnn']:>8.2f}/{c['optax']:<7.2f}{c['jaxnn'] / c['optax']:>9.2f}"
-            f"{stats['jaxnn'].fusions:>7}/{stats['optax'].fusions:<5}"
-            f"{traffic['jaxnn']:>7.1f}/{traffic['optax']:<5.1f}{arrays:>5}"
-            f"{temp['jaxnn']:>8.1f}/{temp['optax']:<6.1f}"
+        triad_bw = triad.bandwidth(since=case_triad)
+        ms = {lib: statistics.median(t.times) * 1e3 for lib, t in timed.items()}
+        row = Row(
+            optimizer=name,
+            ms=ms,
+            bandwidth_fraction={
+                lib: pair.min_arrays * 4 * n / (ms[lib] / 1e3) / triad_bw
+                for lib in LIBRARIES
+            },
+            compile_s=compile_s,
+            kernels={lib: st.fusions for lib, st in stats.items()},
+            traffic={lib: st.kernel_bytes / (4 * n) for lib, st in stats.items()},
+            temp_mb={lib: st.temp_bytes / 1e6 for lib, st in stats.items()},
+            min_arrays=pair.min_arrays,
         )
-        rows.append((name, ms, bw, c, stats))
-        del run
-    triad_s = statistics.median(triad.times)
+        print(format_row(row))
+        rows.append(row)
+        del timed
+    triad_bw = triad.bandwidth()
     print(
-        f"triad a = b + s*c (median of all rounds): {triad_s * 1e3:.2f} ms = "
-        f"{3 * 4 * n / triad_s / 1e9:.1f} GB/s; %bw = minimum bytes / time against "
+        f"triad a = b + s*c (median of all rounds): {triad.nbytes / triad_bw * 1e3:.2f}"
+        f" ms = {triad_bw / 1e9:.1f} GB/s; %bw = minimum bytes / time against "
         "the triad of the same rounds"
     )
-    return rows
+    return Case(label, len(jax.tree.leaves(params)), n, triad_bw / 1e9, rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="small sizes, 3 rounds: a smoke run"
+def format_row(r: Row) -> str:
+    """One line of the printed table."""
+    j, o = "jaxnn", "optax"
+    return (
+        f"{r.optimizer:<18}{r.ms[j]:>10.2f}{r.ms[o]:>10.2f}{r.ratio:>8.2f}"
+        f"{r.bandwidth_fraction[j]:>11.0%}{r.bandwidth_fraction[o]:>11.0%}"
+        f"{r.compile_s[j]:>8.2f}/{r.compile_s[o]:<7.2f}{r.compile_ratio:>9.2f}"
+        f"{r.kernels[j]:>7}/{r.kernels[o]:<5}"
+        f"{r.traffic[j]:>7.1f}/{r.traffic[o]:<5.1f}{r.min_arrays:>5}"
+        f"{r.temp_mb[j]:>8.1f}/{r.temp_mb[o]:<6.1f}"
     )
-    parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument(
-        "--only", nargs="*", default=None, help="optimizer names to run"
-    )
-    parser.add_argument(
-        "--fresh-compile",
-        nargs="*",
-        default=["adam", "clip+adamw"],
-        help="optimizers whose tree step is also compiled in fresh processes",
-    )
-    parser.add_argument("--compile-reps", type=int, default=5)
-    args = parser.parse_args()
-    rounds = args.rounds or (3 if args.quick else 15)
-    warmup = 1 if args.quick else 3
-    names = args.only or list(OPTIMIZERS)
-    leaf_n = 2**14 if args.quick else 2**24
-    width_div = 16 if args.quick else 1
+
+
+def leaf_size(quick: bool) -> int:
+    """Elements of the single-leaf case."""
+    return 2**14 if quick else 2**24
+
+
+def tree_shapes(quick: bool) -> dict:
+    """The ResNet-50 tree, or for a quick run its first stage at widths / 16.
+
+    A quick run is a smoke test: compile time grows with the number of leaves
+    (the first stage has 35 of the 161), and the figures are not for quoting.
+    """
+    return resnet50_shapes(16, stages=1) if quick else resnet50_shapes()
+
+
+def run(
+    names: list[str],
+    *,
+    quick: bool = False,
+    rounds: int | None = None,
+    fresh_compile: Sequence[str] = (),
+    compile_reps: int = 5,
+) -> tuple[list[Case], list[CompileRow]]:
+    """Both cases for the optimizers `names`, then the fresh-process compile table.
+
+    Args:
+      names: keys of `OPTIMIZERS`.
+      quick: small sizes, 3 rounds, 1 warm-up call: a smoke run.
+      rounds: timed rounds (default 3 with `quick`, else 15).
+      fresh_compile: optimizers whose tree step is also compiled in fresh
+        processes (those not in `names` are left out).
+      compile_reps: fresh processes per library for that table.
+
+    Returns:
+      The single-leaf and tree cases, and the compile table's rows.
+    """
+    rounds = rounds or (3 if quick else 15)
+    warmup = 1 if quick else 3
+    leaf_n = leaf_size(quick)
     print(
         f"jax {jax.__version__}, optax {optax.__version__}, backend "
         f"{jax.default_backend()} ({jax.devices()[0].device_kind}), "
@@ -280,58 +363,110 @@ def main() -> None:
     rng = np.random.default_rng(0)
     leaf = {"w": jnp.asarray(rng.normal(size=leaf_n), jnp.float32)}
     leaf_g = {"w": jnp.asarray(rng.normal(size=leaf_n) * 1e-2, jnp.float32)}
-    bench_case(
-        f"single leaf 2**{int(np.log2(leaf_n))}", leaf, leaf_g, rounds, warmup, names
-    )
+    label = f"single leaf 2**{int(np.log2(leaf_n))}"
+    cases = [bench_case(label, leaf, leaf_g, rounds, warmup, names)]
     del leaf, leaf_g
-    shapes = resnet50_shapes(width_div)
-    bench_case(
-        "ResNet-50-shaped tree",
-        make_tree(shapes, 0),
-        make_tree(shapes, 1),
-        rounds,
-        warmup,
-        names,
-    )
-    fresh = [n for n in args.fresh_compile if n in names]
-    if fresh and not args.quick:
-        fresh_compile_table(fresh, args.compile_reps)
-
-
-def compile_once(name: str, lib: str) -> float:
-    """Seconds to trace, lower and compile one step on the ResNet-50 tree."""
-    shapes = resnet50_shapes()
+    shapes = tree_shapes(quick)
     params, grads = make_tree(shapes, 0), make_tree(shapes, 1)
-    ours, theirs, _ = OPTIMIZERS[name]
-    tx, apply = (
-        (ours(), jaxnn.apply_updates)
-        if lib == "jaxnn"
-        else (theirs(), optax.apply_updates)
-    )
-    return compile_step(tx, apply, params, grads)[2]
+    label = "ResNet-50-shaped tree" + (" (stage 1, widths / 16)" if quick else "")
+    cases.append(bench_case(label, params, grads, rounds, warmup, names))
+    del params, grads
+    fresh = [n for n in fresh_compile if n in names]
+    compile_rows = fresh_compile_table(fresh, compile_reps, quick) if fresh else []
+    return cases, compile_rows
 
 
-def fresh_compile_table(names: list[str], reps: int) -> None:
+def compile_once(name: str, lib: str, quick: bool) -> float:
+    """Seconds to trace, lower and compile one step on the ResNet-50 tree."""
+    shapes = tree_shapes(quick)
+    params, grads = make_tree(shapes, 0), make_tree(shapes, 1)
+    tx = getattr(OPTIMIZERS[name], lib)()
+    return compile_step(tx, APPLY[lib], params, grads)[2]
+
+
+def fresh_compile_table(names: list[str], reps: int, quick: bool) -> list[CompileRow]:
     """Compile times of the tree step, each in a fresh process (no warm caches)."""
     print(f"\n== compile time in fresh processes, ResNet-50 tree, median of {reps}")
     print(f"{'optimizer':<18}{'jaxnn s':>10}{'optax s':>10}{'ratio':>8}")
+    rows = []
     for name in names:
-        times: dict[str, list[float]] = {"jaxnn": [], "optax": []}
+        times: dict[str, list[float]] = {lib: [] for lib in LIBRARIES}
         for i in range(reps):
-            for lib in ("jaxnn", "optax") if i % 2 == 0 else ("optax", "jaxnn"):
+            for lib in LIBRARIES if i % 2 == 0 else LIBRARIES[::-1]:
+                command = [sys.executable, __file__, "--compile-one", name, lib]
                 out = subprocess.run(
-                    [sys.executable, __file__, "--compile-one", name, lib],
+                    command + (["--quick"] if quick else []),
                     capture_output=True,
                     text=True,
                     check=True,
                 )
                 times[lib].append(float(out.stdout.split()[-1]))
-        j, o = statistics.median(times["jaxnn"]), statistics.median(times["optax"])
-        print(f"{name:<18}{j:>10.2f}{o:>10.2f}{j / o:>8.2f}")
+        row = CompileRow(
+            name,
+            statistics.median(times["jaxnn"]),
+            statistics.median(times["optax"]),
+            reps,
+        )
+        print(f"{name:<18}{row.jaxnn_s:>10.2f}{row.optax_s:>10.2f}{row.ratio:>8.2f}")
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, 3 rounds: a smoke run"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="timed rounds (default 15; 3 quick)"
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        choices=list(OPTIMIZERS),
+        metavar="NAME",
+        help=f"optimizers to run (default all: {' '.join(OPTIMIZERS)})",
+    )
+    parser.add_argument(
+        "--fresh-compile",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="optimizers whose tree step is also compiled in fresh processes "
+        "(default adam clip+adamw; none with --quick)",
+    )
+    parser.add_argument(
+        "--compile-reps",
+        type=int,
+        default=5,
+        help="fresh processes per library for that table (default 5)",
+    )
+    parser.add_argument(
+        "--compile-one",
+        nargs=2,
+        metavar=("NAME", "LIB"),
+        help="only compile NAME's tree step with LIB (jaxnn or optax) and print the "
+        "seconds: what each fresh process of the compile table runs",
+    )
+    args = parser.parse_args()
+    if args.compile_one:
+        name, lib = args.compile_one
+        if name not in OPTIMIZERS or lib not in LIBRARIES:
+            parser.error(f"--compile-one: unknown optimizer or library {name} {lib}")
+        print(compile_once(name, lib, args.quick))
+        return
+    fresh = args.fresh_compile
+    if fresh is None:
+        fresh = [] if args.quick else ["adam", "clip+adamw"]
+    run(
+        args.only or list(OPTIMIZERS),
+        quick=args.quick,
+        rounds=args.rounds,
+        fresh_compile=fresh,
+        compile_reps=args.compile_reps,
+    )
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--compile-one":
-        print(compile_once(sys.argv[2], sys.argv[3]))
-    else:
-        main()
+    main()

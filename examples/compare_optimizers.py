@@ -15,14 +15,13 @@ the steps each needs to reach a loss threshold.
 
 from __future__ import annotations
 
-import argparse
 import time
 
+import _plots
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from _common import load_digits, parse_args
 from tqdm import tqdm
 
 import jaxnn
@@ -98,15 +97,6 @@ def run_rosenbrock(name, steps, key):
     return np.asarray(path), np.asarray(losses)
 
 
-def load_digits_split(seed=0):
-    x, y = load_digits(return_X_y=True)
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x.astype(np.float32), y.astype(np.int32), test_size=0.2, random_state=seed
-    )
-    mean, std = x_tr.mean(0), x_tr.std(0) + 1.0
-    return (x_tr - mean) / std, y_tr, (x_te - mean) / std, y_te
-
-
 def init_mlp(key):
     k1, k2 = jax.random.split(key)
     return [jaxnn.dense_init(k1, 64, 128), jaxnn.dense_init(k2, 128, 10)]
@@ -165,7 +155,7 @@ def main(steps=2000, plot=None, *, digits_steps=None, seed=0, quiet=None):
     device = jax.devices()[0]
     print(f"device: {device} ({device.platform})")
     digits_steps = digits_steps or max(1, steps // 4)
-    data = tuple(jnp.asarray(a) for a in load_digits_split(seed))
+    data = tuple(jnp.asarray(a) for a in load_digits(0.2, seed=seed))
     key = jax.random.key(seed)
     results, paths, curves = {}, {}, {}
     start = time.perf_counter()
@@ -198,50 +188,10 @@ def main(steps=2000, plot=None, *, digits_steps=None, seed=0, quiet=None):
     print(f"{seconds:.1f} s")
 
     if plot:
-        import matplotlib.pyplot as plt
-
-        fig = plt.figure(figsize=(11, 4.6))
-        left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1])
-        axes = left.subplots(3, 3, sharex=True, sharey=True)
-        xs, ys = np.meshgrid(np.linspace(-2, 2, 200), np.linspace(-1, 3, 200))
-        zs = np.log10((1 - xs) ** 2 + 100 * (ys - xs**2) ** 2 + 1e-3)
-        for i, (ax, name) in enumerate(zip(axes.flat, NAMES, strict=True)):
-            ax.contour(xs, ys, zs, levels=8, colors="0.8", linewidths=0.5)
-            p = paths[name]
-            ax.plot(p[:, 0], p[:, 1], lw=1, color=f"C{i}")
-            ax.plot(1, 1, "k*", ms=8)
-            ax.plot(-1.5, 2, "ko", ms=3)
-            r = results[name]
-            ax.set_title(f"{name}: f={r['rosenbrock_loss']:.0e}", fontsize=8)
-            ax.set(xlim=(-2, 2), ylim=(-1, 3))
-            ax.tick_params(labelsize=7)
-        left.suptitle(f"Rosenbrock, {steps} steps (start o, minimum *)", fontsize=10)
-        ax1 = right.subplots()
-        for i, name in enumerate(NAMES):
-            ax1.plot(
-                np.arange(1, digits_steps + 1),
-                curves[name],
-                lw=1,
-                color=f"C{i}",
-                label=name,
-            )
-        ax1.axhline(DIGITS_THRESHOLD, color="k", ls=":", lw=0.8)
-        ax1.set(
-            xlabel="step",
-            ylabel="training loss (whole train set)",
-            yscale="log",
-            title="MLP on digits",
-        )
-        ax1.legend(fontsize=7, ncol=3)
-        fig.savefig(plot, dpi=80)
-        plt.close(fig)
+        _plots.compare_optimizers(plot, results, paths, curves, steps, DIGITS_THRESHOLD)
     return results
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--plot", help="save a figure to this path")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args()
-    main(args.steps, args.plot, quiet=True if args.quiet else None)
+    args = parse_args(__doc__, steps=2000)
+    main(args.steps, args.plot, seed=args.seed, quiet=args.quiet)

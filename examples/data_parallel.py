@@ -28,15 +28,15 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     ).strip()
 
-import argparse
 import time
 
+import _plots
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import load_digits_unsplit, parse_args
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from sklearn.datasets import load_digits
 from tqdm import tqdm
 
 import jaxnn
@@ -94,9 +94,7 @@ def main(steps=200, plot=None, *, batch_size=256, seed=0, quiet=None):
     replicated = NamedSharding(mesh, P())
     batch_sharded = NamedSharding(mesh, P("data"))
 
-    x_all, y_all = load_digits(return_X_y=True)
-    x_all = ((x_all - x_all.mean(0)) / (x_all.std(0) + 1.0)).astype(np.float32)
-    y_all = y_all.astype(np.int32)
+    x_all, y_all = load_digits_unsplit()
     rng = np.random.default_rng(seed)
     batches = [rng.choice(len(x_all), batch_size, replace=False) for _ in range(steps)]
 
@@ -161,16 +159,7 @@ def main(steps=200, plot=None, *, batch_size=256, seed=0, quiet=None):
     print(f"max |params and BN state, {n_dev} devices − 1 device| = {diff:.2e}")
 
     if plot:
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 3))
-        ax.plot(l_one, label="1 device", lw=2)
-        ax.plot(l_par, "--", label=f"{n_dev} devices (shard_map)", lw=1)
-        ax.set(xlabel="step", ylabel="training loss", yscale="log")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(plot, dpi=80)
-        plt.close(fig)
+        _plots.data_parallel(plot, l_one, l_par, n_dev)
     return {
         "devices": n_dev,
         "platform": devices[0].platform,
@@ -184,9 +173,5 @@ def main(steps=200, plot=None, *, batch_size=256, seed=0, quiet=None):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--plot", help="save a figure to this path")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args()
-    main(args.steps, args.plot, quiet=True if args.quiet else None)
+    args = parse_args(__doc__, steps=200)
+    main(args.steps, args.plot, seed=args.seed, quiet=args.quiet)

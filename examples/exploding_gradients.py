@@ -13,12 +13,13 @@ state, `opt_state[0].norm`.
 
 from __future__ import annotations
 
-import argparse
 import time
 
+import _plots
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import parse_args
 from tqdm import tqdm
 
 import jaxnn
@@ -138,53 +139,10 @@ def main(steps=300, plot=None, *, learning_rate=1e-2, radius=1.3, seed=0, quiet=
     print(f"{seconds:.1f} s")
 
     if plot:
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-        for name, (losses, recorded) in curves.items():
-            style = dict(lw=1.2)
-            if name == "none":  # one finite point before inf/NaN: show it
-                style = dict(lw=1.5, ls="--", marker="o", ms=5, color="k")
-            shown = np.where(np.isfinite(losses), losses, np.nan)
-            axes[0].plot(np.arange(1, steps + 1), shown, label=name, **style)
-            axes[1].plot(np.arange(1, steps + 1), recorded, label=name, **style)
-        if results["none"]["diverged"]:
-            s = results["none"]["first_nonfinite_step"] + 1
-            axes[0].axvline(s, color="k", ls=":", lw=1)
-            axes[0].annotate(
-                f"no clipping:\ninf/NaN at step {s}",
-                (s, initial),
-                xytext=(8, 0),
-                textcoords="offset points",
-                fontsize=8,
-                color="k",
-            )
-        axes[0].set(
-            xlabel="step",
-            ylabel="training loss (MSE)",
-            yscale="log",
-            xscale="log",
-            title="loss",
-        )
-        axes[1].set(
-            xlabel="step",
-            ylabel="global norm before clipping",
-            yscale="log",
-            xscale="log",
-            title="opt_state[0].norm",
-        )
-        axes[0].legend(fontsize=7, loc="lower left")
-        fig.suptitle(f"linear RNN, T={T}, init spectral radius {radius}, SGD+momentum")
-        fig.tight_layout()
-        fig.savefig(plot, dpi=90)
-        plt.close(fig)
+        _plots.exploding_gradients(plot, results, curves, initial, T, radius)
     return results
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--plot", help="save a figure to this path")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args()
-    main(args.steps, args.plot, quiet=True if args.quiet else None)
+    args = parse_args(__doc__, steps=300)
+    main(args.steps, args.plot, seed=args.seed, quiet=args.quiet)

@@ -21,30 +21,18 @@ Four small experiments on scikit-learn's digits, each a claim of the notes:
 
 from __future__ import annotations
 
-import argparse
 import time
 
+import _plots
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from _common import load_digits, parse_args
 from tqdm import tqdm
 
 import jaxnn
 
 TINY = 1e-3
-
-
-def load_data(seed=0):
-    x, y = load_digits(return_X_y=True)
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x.astype(np.float32), y.astype(np.int32), test_size=0.3, random_state=seed
-    )
-    mean, std = x_tr.mean(0), x_tr.std(0) + 1.0
-    return tuple(
-        jnp.asarray(a) for a in ((x_tr - mean) / std, y_tr, (x_te - mean) / std, y_te)
-    )
 
 
 def init_mlp(key, sizes, w_init=None, b_init=None):
@@ -236,7 +224,7 @@ def main(steps=400, plot=None, *, seed=0, quiet=None):
     """Returns {"l1_l2": ..., "dropout": ..., "zero_init": ..., "dying_relu": ...}."""
     device = jax.devices()[0]
     print(f"device: {device} ({device.platform})")
-    data = load_data(seed)
+    data = tuple(jnp.asarray(a) for a in load_digits(0.3, seed=seed))
     key = jax.random.key(seed)
     start = time.perf_counter()
     results = {}
@@ -282,62 +270,12 @@ def main(steps=400, plot=None, *, seed=0, quiet=None):
     print(f"{seconds:.1f} s")
 
     if plot:
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
-        bins = np.linspace(-0.6, 0.6, 61)
-        for name in ("none", "L2 penalty", "L1 penalty", "L1 proximal"):
-            axes[0].hist(
-                results["l1_l2"][name]["weights"],
-                bins=bins,
-                histtype="step",
-                label=name,
-            )
-        axes[0].set(yscale="log", xlabel="weight", title="weight histogram")
-        axes[0].legend(fontsize=7)
-        d = results["dropout"]
-        axes[1].bar(
-            ["train", "test"],
-            [d["dropout 0.0"]["train"], d["dropout 0.0"]["test"]],
-            width=-0.35,
-            align="edge",
-            label="rate 0",
-        )
-        axes[1].bar(
-            ["train", "test"],
-            [d["dropout 0.5"]["train"], d["dropout 0.5"]["test"]],
-            width=0.35,
-            align="edge",
-            label="rate 0.5",
-        )
-        axes[1].set(ylim=(0.8, 1.0), title="dropout: accuracy")
-        axes[1].legend(fontsize=7)
-        z = results["zero_init"]
-        axes[2].bar(list(z), [r["unit_spread"] for r in z.values()])
-        axes[2].set(title="max |unit_j − unit_0| after training", yscale="log")
-        r = results["dying_relu"]
-        for i, when in enumerate(("before", "after")):
-            axes[3].bar(
-                list(r),
-                [v[f"dead_{when}"] for v in r.values()],
-                width=0.35 * (1 if i else -1),
-                align="edge",
-                label=f"{when} training",
-            )
-        axes[3].set(title="fraction of dead units", ylim=(0, 1))
-        axes[3].legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(plot, dpi=80)
-        plt.close(fig)
+        _plots.regularization_and_init(plot, results)
     for r in results["l1_l2"].values():
         del r["weights"]  # plotted; too big for the returned summary
     return results
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--plot", help="save a figure to this path")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args()
-    main(args.steps, args.plot, quiet=True if args.quiet else None)
+    args = parse_args(__doc__, steps=400)
+    main(args.steps, args.plot, seed=args.seed, quiet=args.quiet)

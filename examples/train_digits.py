@@ -11,33 +11,17 @@ script runs unchanged on CPU, GPU or TPU.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 
+import _plots
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from _common import load_digits, parse_args
 from tqdm import tqdm
 
 import jaxnn
-
-
-def load_data(seed: int = 0):
-    """Digits (8x8 images, 10 classes), standardized with the train statistics."""
-    x, y = load_digits(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x.astype(np.float32), y, test_size=0.2, random_state=seed, stratify=y
-    )
-    mean, std = x_train.mean(0), x_train.std(0) + 1.0
-    return (
-        (x_train - mean) / std,
-        y_train.astype(np.int32),
-        (x_test - mean) / std,
-        y_test.astype(np.int32),
-    )
 
 
 def init_model(key, sizes=(64, 256, 256, 10)):
@@ -114,7 +98,7 @@ def main(steps=1500, plot=None, *, batch_size=128, seed=0, quiet=None):
     """Trains and returns {"test_accuracy", "train_loss", "test_loss", "seconds"}."""
     device = jax.devices()[0]
     print(f"device: {device} ({device.platform})")
-    x_train, y_train, x_test, y_test = load_data(seed)
+    x_train, y_train, x_test, y_test = load_digits(0.2, seed=seed, stratify=True)
     key, init_key = jax.random.split(jax.random.key(seed))
     params, bn_state = init_model(init_key)
     tx = make_optimizer(steps)
@@ -156,19 +140,7 @@ def main(steps=1500, plot=None, *, batch_size=128, seed=0, quiet=None):
         f"{float(test_loss):>9.4f} {test_acc:>8.2%} {seconds:>7.1f}"
     )
     if plot:
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(1, 2, figsize=(8, 3))
-        ax[0].plot(losses, lw=0.8)
-        ax[0].set(xlabel="step", ylabel="train loss (batch)", yscale="log")
-        ax[1].plot(clip_norms, lw=0.8)
-        ax[1].axhline(1.0, color="k", ls="--", lw=0.8, label="clip at 1.0")
-        ax[1].set(xlabel="step", ylabel="pre-clip gradient norm", yscale="log")
-        ax[1].legend()
-        fig.suptitle(f"digits MLP: test accuracy {test_acc:.2%}")
-        fig.tight_layout()
-        fig.savefig(plot, dpi=90)
-        plt.close(fig)
+        _plots.train_digits(plot, losses, clip_norms, test_acc)
     return {
         "test_accuracy": test_acc,
         "train_accuracy": float(train_acc),
@@ -181,9 +153,5 @@ def main(steps=1500, plot=None, *, batch_size=128, seed=0, quiet=None):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--plot", help="save a figure to this path")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args()
-    main(args.steps, args.plot, quiet=True if args.quiet else None)
+    args = parse_args(__doc__, steps=1500)
+    main(args.steps, args.plot, seed=args.seed, quiet=args.quiet)

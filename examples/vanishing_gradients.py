@@ -13,14 +13,14 @@ notes' arithmetic with a linear chain: 0.5¹⁰ ≈ 0.001 and 1.5¹⁰ ≈ 58.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 
+import _plots
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sklearn.datasets import load_digits
+from _common import load_digits_unsplit, parse_args
 from tqdm import tqdm
 
 import jaxnn
@@ -49,9 +49,9 @@ def configs():
 
 
 def load_data(n=256):
-    x, y = load_digits(return_X_y=True)
-    x = (x - x.mean(0)) / (x.std(0) + 1.0)
-    return jnp.asarray(x[:n], jnp.float32), jnp.asarray(y[:n], jnp.int32)
+    """The first n digits: gradients at init need one batch, not a split."""
+    x, y = load_digits_unsplit()
+    return jnp.asarray(x[:n]), jnp.asarray(y[:n])
 
 
 def init_params(key, init):
@@ -205,37 +205,10 @@ def main(steps=100, plot=None, *, learning_rate=0.01, only=None, seed=0, quiet=N
     print(f"{seconds:.1f} s")
 
     if plot:
-        import matplotlib.pyplot as plt
-
-        panels = [*ACTIVATIONS, "remedies"]
-        fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), sharey=True)
-        layers = np.arange(1, DEPTH + 2)
-        for ax, panel in zip(axes, panels, strict=True):
-            names = [f"{panel} {i}" for i in INITS] if panel != "remedies" else REMEDIES
-            for name in [k for k in names if k in results]:
-                n = results[name]["layer_norms"]
-                zero = not np.any(n[:-1] > 0)
-                label = name.removeprefix(f"{panel} ")
-                if zero:
-                    label += " (hidden all 0)"
-                ax.plot(layers, np.where(n > 0, n, np.nan), marker=".", label=label)
-            ax.set(title=panel, xlabel="layer (1 = input side)", yscale="log")
-            if ax.get_legend_handles_labels()[0]:  # a panel may be empty (`only`)
-                ax.legend(fontsize=7)
-        axes[0].set_ylabel("‖∂L/∂W‖ at init")
-        fig.suptitle(
-            f"gradient norm per layer, {DEPTH}-layer MLP on digits (layer 21 = output)"
-        )
-        fig.tight_layout()
-        fig.savefig(plot, dpi=80)
-        plt.close(fig)
+        _plots.vanishing_gradients(plot, results, DEPTH, ACTIVATIONS, INITS, REMEDIES)
     return results
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--plot", help="save a figure to this path")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args()
-    main(args.steps, args.plot, quiet=True if args.quiet else None)
+    args = parse_args(__doc__, steps=100)
+    main(args.steps, args.plot, seed=args.seed, quiet=args.quiet)

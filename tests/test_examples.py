@@ -3,7 +3,9 @@
 Each example is imported by path and its `main(steps=...)` called; the returned
 dict is checked for finite losses and for the orderings the example claims where
 they are robust even after a few steps. `data_parallel` runs in a subprocess,
-because it must set XLA_FLAGS (8 CPU devices) before jax is imported.
+because it must set XLA_FLAGS (8 CPU devices) before jax is imported. The examples
+import their shared helpers (`examples/_common.py`, `examples/_plots.py`) by name,
+as `python examples/NAME.py` allows: examples/ is put on `sys.path` here.
 """
 
 import importlib.util
@@ -23,6 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
+@pytest.fixture(autouse=True)
+def examples_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+
+
 def load_example(name):
     spec = importlib.util.spec_from_file_location(
         f"example_{name}", EXAMPLES / f"{name}.py"
@@ -30,6 +37,13 @@ def load_example(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_quickstart():
+    r = load_example("quickstart").main(steps=100)
+    assert math.isfinite(r["first_loss"]) and math.isfinite(r["last_loss"])
+    # y = sin(3x) has variance ~0.5: 100 steps already fit most of it.
+    assert r["last_loss"] < 0.2 * r["first_loss"]
 
 
 def test_train_digits(tmp_path):
@@ -79,8 +93,10 @@ def test_vanishing_gradients(tmp_path):
     assert (tmp_path / "v.png").stat().st_size > 0
 
 
-def test_compare_optimizers():
-    r = load_example("compare_optimizers").main(steps=300, digits_steps=20, quiet=True)
+def test_compare_optimizers(tmp_path):
+    r = load_example("compare_optimizers").main(
+        steps=300, plot=tmp_path / "c.png", digits_steps=20, quiet=True
+    )
     assert set(r) == {
         "gd", "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw",
         "nadam",
@@ -91,10 +107,13 @@ def test_compare_optimizers():
     # Momentum and Adam get further down the Rosenbrock valley than plain GD.
     for name in ("momentum", "nesterov", "adam"):
         assert r[name]["rosenbrock_loss"] < r["gd"]["rosenbrock_loss"], name
+    assert (tmp_path / "c.png").stat().st_size > 0
 
 
-def test_regularization_and_init():
-    r = load_example("regularization_and_init").main(steps=60, quiet=True)
+def test_regularization_and_init(tmp_path):
+    r = load_example("regularization_and_init").main(
+        steps=60, plot=tmp_path / "r.png", quiet=True
+    )
     l1 = r["l1_l2"]
     # Only the proximal step produces exact zeros; L1 gives more tiny weights
     # than L2 or no penalty.
@@ -109,20 +128,23 @@ def test_regularization_and_init():
     assert dying["relu"]["dead_after"] >= dying["relu"]["dead_before"] > 0.1
     for run in r["dropout"].values():
         assert math.isfinite(run["test_loss"])
+    assert (tmp_path / "r.png").stat().st_size > 0
 
 
-def test_data_parallel_equals_single_device():
+def test_data_parallel_equals_single_device(tmp_path):
+    plot = tmp_path / "p.png"
     code = (
         "import json, runpy, sys\n"
         f"ns = runpy.run_path({str(EXAMPLES / 'data_parallel.py')!r})\n"
-        "r = ns['main'](steps=10, quiet=True)\n"
+        f"r = ns['main'](steps=10, plot={str(plot)!r}, quiet=True)\n"
         "print('RESULT', json.dumps(r))\n"
     )
     env = dict(os.environ)
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     env["JAX_PLATFORMS"] = "cpu"
+    env["MPLBACKEND"] = "Agg"
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
+        [str(ROOT), str(EXAMPLES), *filter(None, [env.get("PYTHONPATH")])]
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -140,3 +162,4 @@ def test_data_parallel_equals_single_device():
     assert math.isfinite(r["loss_parallel"])
     assert r["max_abs_diff"] < 1e-5
     assert r["max_loss_diff"] < 1e-5
+    assert plot.stat().st_size > 0
