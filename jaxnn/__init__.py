@@ -57,6 +57,11 @@ from jaxnn.optim.clipping import (
     clip_by_value,
     unitwise_norm,
 )
+from jaxnn.optim.loss_scaling import (
+    DynamicLossScaleState,
+    dynamic_loss_scale,
+    loss_scale,
+)
 from jaxnn.optim.optimizers import (
     adagrad,
     adam,
@@ -100,6 +105,7 @@ __all__ = [
     "BatchNormState",
     "ClipByLayerNormState",
     "ClipState",
+    "DynamicLossScaleState",
     "EmptyState",
     "GradientReport",
     "GradientTransformation",
@@ -132,6 +138,7 @@ __all__ = [
     "dense",
     "dense_init",
     "dropout",
+    "dynamic_loss_scale",
     "exponential_decay",
     "gd",
     "global_norm",
@@ -145,6 +152,7 @@ __all__ = [
     "leaky_relu",
     "leaky_relu_derivative",
     "lecun_normal",
+    "loss_scale",
     "masked",
     "mean_squared_error",
     "momentum",
