@@ -3,12 +3,12 @@
 float16 has 5 exponent bits: its smallest subnormal is 2⁻²⁴ ≈ 6.0e-8, its smallest
 normal 2⁻¹⁴ ≈ 6.1e-5 and its largest value 65504. Gradients of a float16 network,
 especially the per-example activation gradients of a loss averaged over a batch,
-often lie below 2⁻²⁴ and round to exactly zero (they vanish for real, not only in
-the notes' product-of-factors sense). Loss scaling (Micikevicius et al., 2018)
-differentiates S·L instead of L: by the chain rule every gradient in the backward
-pass is multiplied by S, which moves small values into float16's range, and the
-optimizer divides by S again in float32 before using them. Dynamic loss scaling
-picks S at run time: as large as possible without overflowing to inf.
+often have magnitudes of at most 2⁻²⁵ and round to exactly zero (they vanish for
+real, not only in the notes' product-of-factors sense). Loss scaling (Micikevicius
+et al., 2018) differentiates S·L instead of L: by the chain rule every gradient in
+the backward pass is multiplied by S, which moves small values into float16's
+range, and the optimizer divides by S again in float32 before using them. Dynamic
+loss scaling picks S at run time: as large as possible without overflowing to inf.
 """
 
 from __future__ import annotations
