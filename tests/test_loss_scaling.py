@@ -219,6 +219,27 @@ def test_float16_params_and_gradients_keep_a_float32_scale():
     assert adam_state.mu["w"].dtype == jnp.float32
 
 
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_strict_promotion_and_stable_state_dtypes(dtype):
+    """No implicit promotion; updates are float32 (inner's dtype for float32 grads)."""
+    params = {"w": jnp.linspace(-1.0, 1.0, 6, dtype=dtype).reshape(2, 3)}
+    with jax.numpy_dtype_promotion("strict"):
+        tx = jaxnn.dynamic_loss_scale(
+            jaxnn.adamw(0.1, mu_dtype=jnp.float32, nu_dtype=jnp.float32),
+            growth_interval=1,
+        )
+        state = tx.init(params)
+        dtypes = jax.tree.map(lambda x: x.dtype, state)
+        for bad in (False, True, False):
+            grads = {"w": jnp.full((2, 3), jnp.nan if bad else 0.5, dtype)}
+            updates, state = tx.update(grads, state, params)
+            params = jaxnn.apply_updates(params, updates)
+            assert jax.tree.map(lambda x: x.dtype, state) == dtypes
+            assert updates["w"].dtype == jnp.float32
+    assert params["w"].dtype == dtype
+    assert state.scale.dtype == jnp.float32 and float(state.scale) == 2.0**16
+
+
 def test_scaled_float16_gradients_survive_unscaling():
     """Values that underflow in float16 reach inner, in float32, via the scale."""
     true = np.array([1e-9, -2e-8, 5e-6, 1e-3], np.float32)
