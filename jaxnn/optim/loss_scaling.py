@@ -112,8 +112,10 @@ def dynamic_loss_scale(
     so the scale grows only after `growth_interval` consecutive finite steps,
     and the tracker restarts on growth (even a growth refused at float32's
     maximum) and on overflow. Differences from GradScaler: `min_scale` floors
-    the backoff (GradScaler's scale can decay to 0, after which every step is
-    skipped); the products are formed in float32, which equals PyTorch's
+    the backoff (GradScaler's scale has no floor: a long run of overflows can
+    take it to 0, where 1/S is inf); NaN/inf is looked for in G / S rather than
+    in G (the same for S >= 1; for S < 1 a G / S that overflows is skipped
+    too); the products are formed in float32, which equals PyTorch's
     double-then-round result for power-of-two factors (the defaults) and is
     within 1 ulp otherwise; and `>=` replaces `==`, which differs only for a
     state resumed with a smaller `growth_interval` (it then still grows).
