@@ -62,6 +62,11 @@ from jaxnn.optim.clipping import (
     clip_by_value,
     unitwise_norm,
 )
+from jaxnn.optim.loss_scaling import (
+    DynamicLossScaleState,
+    dynamic_loss_scale,
+    loss_scale,
+)
 from jaxnn.optim.masking import MaskedState, masked
 from jaxnn.optim.optimizers import (
     adagrad,
@@ -100,6 +105,7 @@ __all__ = [
     "BatchNormState",
     "ClipByLayerNormState",
     "ClipState",
+    "DynamicLossScaleState",
     "EmptyState",
     "GradientReport",
     "GradientTransformation",
@@ -134,6 +140,7 @@ __all__ = [
     "dense",
     "dense_init",
     "dropout",
+    "dynamic_loss_scale",
     "exponential_decay",
     "gd",
     "global_norm",
@@ -147,6 +154,7 @@ __all__ = [
     "leaky_relu",
     "leaky_relu_derivative",
     "lecun_normal",
+    "loss_scale",
     "masked",
     "mean_squared_error",
     "momentum",

@@ -50,6 +50,11 @@ class GradientReport(NamedTuple):
       num_nonfinite: int32 count of NaN and ±inf elements in all gradients.
       vanishing: bool, see `gradient_report` for the rule.
       exploding: bool, see `gradient_report` for the rule.
+      num_zero: int32 count of gradient elements that are exactly 0 among the
+        trainable ones (see `gradient_report`: float16 underflow shows here).
+      zero_fraction: `num_zero` over the number of trainable elements (0 if
+        there are none).
+      layer_zero_fractions: shape (L,), the same fraction for each layer.
     """
 
     global_norm: jax.Array
@@ -61,6 +66,9 @@ class GradientReport(NamedTuple):
     num_nonfinite: jax.Array
     vanishing: jax.Array
     exploding: jax.Array
+    num_zero: jax.Array
+    zero_fraction: jax.Array
+    layer_zero_fractions: jax.Array
 
 
 def gradient_norms(tree: Any) -> Any:
@@ -98,6 +106,7 @@ def gradient_report(
     exploding_threshold: float = 1e3,
     ratio_threshold: float = 1e3,
     eps: float = 1e-3,
+    trainable: Any = None,
 ) -> GradientReport:
     """Measures per-layer gradient norms and flags vanishing or exploding gradients.
 
@@ -124,6 +133,21 @@ def gradient_report(
       gradient element is NaN or ±inf, or `attenuation` > `ratio_threshold` (the
       gradient grows over `ratio_threshold` times on its way to the input).
 
+    Exact zeros (`num_zero`, `zero_fraction`, `layer_zero_fractions`) are
+    counted among the trainable entries only. Whether a parameter is frozen
+    cannot be read from the gradients (a layer frozen with `stop_gradient` and a
+    layer whose gradients all underflowed both give zeros), so it is given by
+    `trainable`, the mask the optimizer uses (`masked`'s): None counts every
+    entry. An exact zero is structural (a dead ReLU unit, an input feature that
+    is always 0) or an underflow: in float16 every gradient element of magnitude
+    at most 2⁻²⁵ ≈ 3e-8 rounds to 0, and the per-example activation gradients of a
+    batch-mean loss carry a 1/batch factor that pushes many there. Compare with
+    the same model in float32 (or with `dynamic_loss_scale`): the excess zeros
+    are underflow. The count does not depend on a loss scale S (S·0 = 0, and a
+    nonzero float16 value divided by any S below 2¹⁰⁰ is nonzero in float32), so
+    the scaled gradients of a loss-scaled step count the same zeros as the
+    unscaled ones.
+
     Everything is computed with `jax.numpy` on static structure, so the function
     works under `jax.jit` and a train step can return the report.
 
@@ -138,14 +162,20 @@ def gradient_report(
       ratio_threshold: largest healthy first/last (or last/first) layer-norm
         ratio, >= 1.
       eps: floor on each layer's parameter norm in the relative norms, >= 0.
+      trainable: which entries count for the zero statistics: None (all), a
+        pytree with the structure of `grads` whose leaves are bools or bool
+        arrays broadcastable to the gradient leaf (True = trainable), or a
+        callable `params -> such a pytree` (called on `grads` if no `params`).
 
     Returns:
       A `GradientReport` of arrays.
 
     Raises:
       ValueError: if `grads` has no layers, a threshold is out of range, or
-        `params` does not match the structure and shapes of `grads`.
-      TypeError: if a gradient (or parameter) leaf is not a floating-point array.
+        `params` (or `trainable`) does not match the structure (and shapes) of
+        `grads`.
+      TypeError: if a gradient (or parameter) leaf is not a floating-point
+        array, or a `trainable` leaf is not boolean.
     """
     check_nonnegative("vanishing_threshold", vanishing_threshold)
     check_nonnegative("exploding_threshold", exploding_threshold)
@@ -163,11 +193,13 @@ def gradient_report(
         check_tree_matches(grads, "grads", params, "params")
         check_floating_tree("params", params)
         param_layers = _layers(params)
+    trainable_layers = _layers(_trainable_tree(trainable, grads, params))
     # One compiled computation instead of a few eager ops per layer; inlined when
     # the caller is itself jitted.
     return _report(
         layers,
         param_layers,
+        trainable_layers,
         vanishing_threshold,
         exploding_threshold,
         ratio_threshold,
@@ -175,9 +207,53 @@ def gradient_report(
     )
 
 
+def _trainable_tree(trainable: Any, grads: Any, params: Any) -> Any:
+    """`trainable` resolved to a tree of bool arrays with the structure of grads."""
+    if trainable is None:
+        return jax.tree.map(lambda g: jnp.ones((), jnp.bool_), grads)
+    if callable(trainable):
+        trainable = trainable(grads if params is None else params)
+    check_tree_matches(grads, "grads", trainable, "trainable", shapes=False)
+    g_paths, _ = jax.tree_util.tree_flatten_with_path(grads)
+    out = []
+    for (path, g), t in zip(g_paths, jax.tree.leaves(trainable), strict=True):
+        t = jnp.asarray(t)
+        where = jax.tree_util.keystr(path)
+        if t.dtype != jnp.bool_:
+            raise TypeError(f"trainable{where} must be a bool, got {t.dtype}")
+        try:
+            if np.broadcast_shapes(t.shape, np.shape(g)) != np.shape(g):
+                raise ValueError
+        except ValueError as e:
+            raise ValueError(
+                f"trainable{where} has shape {t.shape}, not broadcastable to the "
+                f"gradient's shape {np.shape(g)}"
+            ) from e
+        out.append(t)
+    return jax.tree.unflatten(jax.tree.structure(grads), out)
+
+
+def _zero_counts(layer: Any, trainable: Any) -> tuple[jax.Array, jax.Array]:
+    """(exact zeros among trainable entries, trainable entries) of one layer."""
+    pairs = zip(jax.tree.leaves(layer), jax.tree.leaves(trainable), strict=True)
+    zeros = counted = jnp.zeros((), jnp.int32)
+    for g, t in pairs:
+        # Broadcast here, under jit, so a scalar mask costs no array.
+        t = jnp.broadcast_to(t, g.shape)
+        zeros = zeros + jnp.sum((g == 0) & t, dtype=jnp.int32)
+        counted = counted + jnp.sum(t, dtype=jnp.int32)
+    return zeros, counted
+
+
 @jax.jit
 def _report(
-    layers, param_layers, vanishing_threshold, exploding_threshold, ratio_threshold, eps
+    layers,
+    param_layers,
+    trainable_layers,
+    vanishing_threshold,
+    exploding_threshold,
+    ratio_threshold,
+    eps,
 ):
     dtype = norm_dtype(layers)
     layer_norms = jnp.stack([global_norm(layer).astype(dtype) for layer in layers])
@@ -205,6 +281,16 @@ def _report(
         | (num_nonfinite > 0)
         | (attenuation > ratio_threshold)
     )
+    counts = [
+        _zero_counts(layer, t)
+        for layer, t in zip(layers, trainable_layers, strict=True)
+    ]
+    zeros = jnp.stack([z for z, _ in counts])
+    counted = jnp.stack([n for _, n in counts])
+
+    def fraction(z, n):
+        return z.astype(dtype) / jnp.maximum(n, 1).astype(dtype)
+
     return GradientReport(
         global_norm=total,
         layer_norms=layer_norms,
@@ -215,4 +301,7 @@ def _report(
         num_nonfinite=jnp.asarray(num_nonfinite, jnp.int32),
         vanishing=vanishing,
         exploding=exploding,
+        num_zero=jnp.sum(zeros),
+        zero_fraction=fraction(jnp.sum(zeros), jnp.sum(counted)),
+        layer_zero_fractions=fraction(zeros, counted),
     )

@@ -81,6 +81,11 @@ CASES = {
     ),
     "dense_init": (lambda: jaxnn.dense_init(KEY, 0, 2), ValueError, "n_in"),
     "dropout": (lambda: jaxnn.dropout(KEY, jnp.ones(3), 1.5), ValueError, "rate"),
+    "dynamic_loss_scale": (
+        lambda: jaxnn.dynamic_loss_scale(jaxnn.sgd(0.1), backoff_factor=1.0),
+        ValueError,
+        "backoff_factor",
+    ),
     "exponential_decay": (
         lambda: jaxnn.exponential_decay(0.1, 0, 0.5),
         ValueError,
@@ -114,6 +119,11 @@ CASES = {
         "'x'",
     ),
     "lecun_normal": (lambda: jaxnn.lecun_normal()(KEY, (3,)), ValueError, "at least 2"),
+    "loss_scale": (
+        lambda: jaxnn.loss_scale(jaxnn.sgd(0.1).init(ONES)),
+        ValueError,
+        "no DynamicLossScaleState",
+    ),
     "masked": (
         lambda: jaxnn.masked(jaxnn.sgd(0.1), {"a": 1}).init(ONES),
         TypeError,

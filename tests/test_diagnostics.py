@@ -289,3 +289,84 @@ def test_params_with_other_structure_is_an_error():
         jaxnn.gradient_report(grads, [{"w": jnp.ones((2, 2))}])
     with pytest.raises(ValueError, match="shape"):
         jaxnn.gradient_report(grads, [{"w": jnp.ones((2, 3))}, {"w": jnp.ones(2)}])
+
+
+# --- exact zeros (float16 underflow) ----------------------------------------------
+
+
+def _underflowing_grads(seed):
+    """float16 gradients with magnitudes 10^U(-10, -2): many round to exactly 0."""
+    rng = np.random.default_rng(seed)
+
+    def arr(*shape):
+        x = rng.normal(size=shape) * 10.0 ** rng.uniform(-10, -2, size=shape)
+        return x.astype(np.float32)
+
+    return [{"w": arr(6, 5), "b": arr(5)}, {"w": arr(5, 4), "b": arr(4)}, arr(4)]
+
+
+def test_zero_counts_match_numpy_and_show_float16_underflow():
+    exact = _underflowing_grads(0)
+    grads = jax.tree.map(lambda x: jnp.asarray(x, jnp.float16), exact)
+    # Element-wise and leaf-wise masks; the last layer is frozen entirely.
+    rows = np.arange(6)[:, None] < 4
+    trainable = [{"w": jnp.asarray(rows), "b": False}, {"w": True, "b": True}, False]
+    masks = [
+        [np.broadcast_to(rows, (6, 5)), np.zeros(5, bool)],
+        [np.ones((5, 4), bool), np.ones(4, bool)],
+        [np.zeros(4, bool)],
+    ]
+    leaves = [[e["w"], e["b"]] for e in exact[:2]] + [[exact[2]]]
+    # NumPy: round to float16, count exact zeros where the mask is True.
+    zeros = [
+        sum(int(np.sum((np.float16(g) == 0) & m)) for g, m in zip(ls, ms, strict=True))
+        for ls, ms in zip(leaves, masks, strict=True)
+    ]
+    counted = [sum(int(m.sum()) for m in ms) for ms in masks]
+    # Underflow is the only source of zeros here: the float32 values have none,
+    # and every float16 zero came from a magnitude of at most 2^-25.
+    assert all(np.all(g != 0) for ls in leaves for g in ls)
+    assert sum(zeros) > 0
+
+    for report in (
+        jaxnn.gradient_report(grads, trainable=trainable),
+        jax.jit(lambda g: jaxnn.gradient_report(g, trainable=trainable))(grads),
+    ):
+        assert report.num_zero.dtype == jnp.int32
+        assert int(report.num_zero) == sum(zeros)
+        np.testing.assert_allclose(
+            report.zero_fraction, sum(zeros) / sum(counted), rtol=1e-6
+        )
+        expected = [z / n if n else 0.0 for z, n in zip(zeros, counted, strict=True)]
+        np.testing.assert_allclose(report.layer_zero_fractions, expected, rtol=1e-6)
+
+    # Without a mask every entry counts; the float32 originals have no zeros.
+    everything = jaxnn.gradient_report(grads)
+    total = sum(int(np.sum(np.float16(g) == 0)) for ls in leaves for g in ls)
+    assert int(everything.num_zero) == total
+    assert int(jaxnn.gradient_report(exact).num_zero) == 0
+
+
+def test_trainable_may_be_a_callable_of_the_params():
+    grads = {"w": jnp.asarray([0.0, 1.0, 0.0]), "b": jnp.asarray([0.0, 0.0])}
+    params = {"w": jnp.ones(3), "b": jnp.ones(2)}
+    report = jaxnn.gradient_report(
+        grads, params, trainable=lambda p: jax.tree.map(lambda x: x.size > 2, p)
+    )
+    assert int(report.num_zero) == 2  # the two zeros of "w"; "b" is frozen
+    # Leaves are layers in tree_leaves order: "b" first.
+    np.testing.assert_allclose(report.layer_zero_fractions, [0.0, 2 / 3])
+
+
+@pytest.mark.parametrize(
+    "trainable, error, match",
+    [
+        ({"w": True}, ValueError, "trainable does not match"),
+        ({"w": 1, "b": True}, TypeError, r"trainable\['w'\] must be a bool"),
+        ({"w": jnp.ones(2, bool), "b": True}, ValueError, "not broadcastable"),
+    ],
+)
+def test_bad_trainable_is_an_error(trainable, error, match):
+    grads = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
+    with pytest.raises(error, match=match):
+        jaxnn.gradient_report(grads, trainable=trainable)
