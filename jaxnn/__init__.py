@@ -30,6 +30,7 @@ from jaxnn.initializers import (
 )
 from jaxnn.layers import dense, dense_init
 from jaxnn.losses import mean_squared_error, softmax_cross_entropy
+from jaxnn.microbatching import microbatch
 from jaxnn.optim.adaptive import (
     ScaleByAdamState,
     ScaleByCenteredRmsState,
@@ -68,6 +69,7 @@ from jaxnn.optim.optimizers import (
     rmsprop,
     sgd,
 )
+from jaxnn.optim.partition import PartitionState, label_by_path, partition
 from jaxnn.optim.regularization import (
     MaskedNode,
     MaskedState,
@@ -105,6 +107,7 @@ __all__ = [
     "GradientTransformation",
     "MaskedNode",
     "MaskedState",
+    "PartitionState",
     "ScaleByAdamState",
     "ScaleByCenteredRmsState",
     "ScaleByRmsState",
@@ -142,15 +145,18 @@ __all__ = [
     "identity",
     "l1_penalty",
     "l2_penalty",
+    "label_by_path",
     "leaky_relu",
     "leaky_relu_derivative",
     "lecun_normal",
     "masked",
     "mean_squared_error",
+    "microbatch",
     "momentum",
     "nadam",
     "nesterov",
     "normal",
+    "partition",
     "piecewise_constant_schedule",
     "relu",
     "relu_derivative",
