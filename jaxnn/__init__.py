@@ -32,6 +32,7 @@ from jaxnn.initializers import (
 )
 from jaxnn.layers import dense, dense_init
 from jaxnn.losses import mean_squared_error, softmax_cross_entropy
+from jaxnn.microbatching import microbatch
 from jaxnn.optim.adaptive import (
     ScaleByAdamState,
     ScaleByCenteredRmsState,
@@ -79,6 +80,7 @@ from jaxnn.optim.optimizers import (
     rmsprop,
     sgd,
 )
+from jaxnn.optim.partition import PartitionState, label_by_path, partition
 from jaxnn.optim.regularization import add_decayed_weights, add_l1
 from jaxnn.optim.safety import SkipNonfiniteState, all_finite, skip_nonfinite
 from jaxnn.optim.schedules import (
@@ -111,6 +113,7 @@ __all__ = [
     "GradientTransformation",
     "MaskedNode",
     "MaskedState",
+    "PartitionState",
     "ScalarOrSchedule",
     "ScaleByAdamState",
     "ScaleByCenteredRmsState",
@@ -151,16 +154,19 @@ __all__ = [
     "identity",
     "l1_penalty",
     "l2_penalty",
+    "label_by_path",
     "leaky_relu",
     "leaky_relu_derivative",
     "lecun_normal",
     "loss_scale",
     "masked",
     "mean_squared_error",
+    "microbatch",
     "momentum",
     "nadam",
     "nesterov",
     "normal",
+    "partition",
     "piecewise_constant_schedule",
     "relu",
     "relu_derivative",
