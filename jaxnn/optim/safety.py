@@ -82,8 +82,11 @@ def skip_nonfinite(
         check_in_range("max_consecutive", max_consecutive, 0, jnp.iinfo(jnp.int32).max)
 
     def init(params):
-        zero = jnp.zeros((), jnp.int32)
-        return SkipNonfiniteState(inner.init(params), zero, zero)
+        # Two arrays, not one shared: a state whose leaves share a buffer cannot
+        # be donated (`jit(..., donate_argnums=...)` refuses to donate it twice).
+        return SkipNonfiniteState(
+            inner.init(params), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
+        )
 
     def update(updates, state, params=None, **extra_args):
         finite = all_finite(updates)
