@@ -85,8 +85,11 @@ def skip_nonfinite(
         limit = check_int("max_consecutive", limit, 0, jnp.iinfo(jnp.int32).max)
 
     def init(params):
-        zero = jnp.zeros((), jnp.int32)
-        return SkipNonfiniteState(inner.init(params), zero, zero)
+        # Two arrays, not one shared: a state whose leaves share a buffer cannot
+        # be donated (`jit(..., donate_argnums=...)` refuses to donate it twice).
+        return SkipNonfiniteState(
+            inner.init(params), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
+        )
 
     def update(updates, state, params=None, **extra_args):
         finite = all_finite(updates)
