@@ -20,8 +20,10 @@ _MATH = re.compile(
     r"\\(?P<open>[(\[])(?P<tex>.*?)\\(?P<close>[)\]])\s*</(?P=tag)>",
     re.S,
 )
-# latex2mathml writes \sim as the ASCII tilde in an <mi>; the relation is U+223C.
-_FIXES = {"<mi>&#x0007E;</mi>": '<mo lspace="0.28em" rspace="0.28em">&#x0223C;</mo>'}
+# latex2mathml writes \sim as an ASCII tilde in an <mi>; the relation is U+223C.
+_FIXES = {
+    "<mi>&#x0007E;</mi>": '<mo lspace="0.28em" rspace="0.28em">&#x0223C;</mo>'
+}
 
 
 def _render(match: re.Match[str]) -> str:
