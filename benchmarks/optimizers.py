@@ -43,10 +43,10 @@ From each compiled step (`hlo_stats.py`): `kernels`, the fusions one call launch
 three kernels that each stream their inputs, against a minimum of 7); and `temp MB`,
 the scratch memory XLA allocates (a materialized intermediate shows up here).
 
-Glue (`--glue`, on by default): the wrappers that add no arithmetic of their own,
-each on the ResNet-50 tree against two references timed in the same rounds (three
-steps per round, the order reversed every other round): the optax equivalent and
-the plain optimizer the glue wraps, written without it.
+Glue (`--glue`; by default all, none with `--only`): the wrappers that add no
+arithmetic of their own, each on the ResNet-50 tree against two references timed in
+the same rounds (three steps per round, the order reversed every other round): the
+optax equivalent and the plain optimizer the glue wraps, written without it.
 
     partition          jaxnn.partition({"adamw": adamw, "sgd": sgd},
                        label_by_path([(kernel$, "adamw")], "sgd"))
@@ -761,8 +761,8 @@ def main() -> None:
         choices=list(GLUE),
         metavar="NAME",
         help="glue transforms to time against optax's equivalent and the plain "
-        f"optimizer, after the optimizers (default all: {' '.join(GLUE)}; "
-        "`--glue` alone: none)",
+        f"optimizer, after the optimizers (default all: {' '.join(GLUE)}, or none "
+        "with --only; `--glue` alone: none)",
     )
     parser.add_argument(
         "--compile-one",
@@ -788,7 +788,9 @@ def main() -> None:
         fresh_compile=fresh,
         compile_reps=args.compile_reps,
     )
-    glue = list(GLUE) if args.glue is None else args.glue
+    glue = args.glue
+    if glue is None:
+        glue = [] if args.only else list(GLUE)
     if glue:
         run_glue(glue, quick=args.quick, rounds=args.rounds)
 
