@@ -64,7 +64,7 @@ def _add_param_term(
 
 
 def add_decayed_weights(
-    weight_decay: float | Callable[[jax.Array], Any], mask: Mask | None = None
+    weight_decay: float | Callable[[jax.Array], Any] = 0.0, mask: Mask | None = None
 ) -> GradientTransformation:
     """Adds weight decay: g ← g + λw (the gradient of the L2 penalty λ/2·Σw²).
 
@@ -73,7 +73,7 @@ def add_decayed_weights(
 
     Args:
       weight_decay: λ >= 0, or a schedule `count -> λ` (called with the count
-        before it is incremented).
+        before it is incremented). Defaults to 0.0, as optax's.
       mask: None (decay every param), a pytree of bools with the params'
         structure, or a callable `params -> pytree of bools` (True = decayed).
 
