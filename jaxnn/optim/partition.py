@@ -141,12 +141,14 @@ def partition(
     equinox Module with strings where the arrays were, is a labels tree. (optax
     0.2.8's `partition` calls any callable, so it fails on such a tree.) Params
     with no leaves, such as the placeholder of `optax.tree.map_params`, are
-    passed to every transform without consulting the labels, as optax does.
+    passed to every transform without consulting the labels, as optax's
+    `masked` does (optax's `partition` still calls a label function on the
+    placeholder, so one that indexes the params fails there; jaxnn's does not).
 
     Args:
       transforms: a mapping from each label to a transform (jaxnn's or optax's).
       param_labels: a pytree of labels (hashable, e.g. strings) with the params'
-        structure or a prefix of it, or a callable `params -> such a pytree`
+        structure or a prefix of it, or a function `params -> such a pytree`
         (called on the params in `init` and on the updates in `update`), such as
         `label_by_path(...)`.
       mask_compatible_extra_args: whether the extra keyword arguments of
