@@ -118,6 +118,11 @@ CASES = {
         TypeError,
         "'x'",
     ),
+    "label_by_path": (
+        lambda: jaxnn.label_by_path([("(", True)], False),
+        ValueError,
+        "not a valid regular expression",
+    ),
     "lecun_normal": (lambda: jaxnn.lecun_normal()(KEY, (3,)), ValueError, "at least 2"),
     "loss_scale": (
         lambda: jaxnn.loss_scale(jaxnn.sgd(0.1).init(ONES)),
@@ -138,6 +143,11 @@ CASES = {
     "nadam": (lambda: jaxnn.nadam(0.1, b2=1.0), ValueError, "b2"),
     "nesterov": (lambda: jaxnn.nesterov(0.1, beta=-0.1), ValueError, "beta"),
     "normal": (lambda: jaxnn.normal(-1.0), ValueError, "stddev"),
+    "partition": (
+        lambda: jaxnn.partition({"a": jaxnn.sgd(0.1)}, {"a": "b"}).init(ONES),
+        ValueError,
+        "label 'b'",
+    ),
     "piecewise_constant_schedule": (
         lambda: jaxnn.piecewise_constant_schedule(0.1, {3: -0.5}),
         ValueError,
@@ -250,6 +260,13 @@ TYPE_OR_VALUE = [
     (lambda: jaxnn.skip_nonfinite(jaxnn.gd(0.1), 2.0), TypeError, "max_consecutive"),
     (lambda: jaxnn.skip_nonfinite(lambda g: g), TypeError, "inner"),
     (lambda: jaxnn.masked(None, {"a": True}), TypeError, "inner"),
+    (
+        lambda: jaxnn.masked(jaxnn.sgd(0.1), True, mask_compatible_extra_args=1),
+        TypeError,
+        "mask_compatible_extra_args",
+    ),
+    (lambda: jaxnn.partition({"a": 1}, "a"), TypeError, "transforms\\['a'\\]"),
+    (lambda: jaxnn.label_by_path([("w", None)], False), TypeError, "label"),
     (lambda: jaxnn.scale_by_adam(mu_dtype=jnp.int32), TypeError, "mu_dtype"),
     (lambda: jaxnn.he_normal(in_axis=1.0)(KEY, (3, 4)), TypeError, "in_axis"),
     (lambda: jaxnn.he_normal(in_axis=2)(KEY, (3, 4)), ValueError, "in_axis"),

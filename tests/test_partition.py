@@ -14,8 +14,9 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -599,3 +600,123 @@ def test_sharded_on_8_cpu_devices():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "partition sharded OK" in proc.stdout
+
+
+# ----------------------- issue 11: callable label trees, extra args, map_params
+
+
+class Affine(eqx.Module):
+    """An equinox layer: its labels tree (strings where the arrays were) is callable."""
+
+    w: Any
+    b: Any
+
+    def __call__(self, x):
+        return x @ self.w + self.b
+
+
+def block_params():
+    rng = np.random.default_rng(1)
+    return Affine(
+        w=jnp.asarray(rng.normal(size=(3, 2)), jnp.float32),
+        b=jnp.asarray(rng.normal(size=(2,)), jnp.float32),
+    )
+
+
+def test_callable_pytree_labels_are_a_labels_tree():
+    """An equinox Module of labels is labels, not a label function (optax's
+    `masked` rule; optax 0.2.8's partition would call it, so the reference gets
+    the same Module from a function)."""
+    params = block_params()
+    labels = Affine(w="kernel", b="rest")
+    assert callable(labels)
+    p, _ = trajectory(jaxnn_pair(labels), params, jaxnn.apply_updates)
+    p_ref, _ = trajectory(optax_pair(lambda _: labels), params, optax.apply_updates)
+    assert_leaves_close(p, p_ref)
+
+
+def test_labels_that_are_functions_stay_labels_as_optax():
+    """A dict whose leaves are functions is a labels tree (optax's partition too)."""
+    params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+    fa, fb = (lambda x: x), (lambda x: -x)
+    transforms = {fa: jaxnn.sgd(0.1), fb: jaxnn.sgd(0.5)}
+    tx = jaxnn.partition(transforms, {"w": fa, "b": fb})
+    ref = optax.partition({fa: optax.sgd(0.1), fb: optax.sgd(0.5)}, {"w": fa, "b": fb})
+    g = random_grads(params, 0)
+    u, _ = tx.update(g, tx.init(params), params)
+    u_ref, _ = ref.update(g, ref.init(params), params)
+    assert_leaves_close(u, u_ref)
+
+
+def _offset_update(updates, state, params=None, *, offsets=None, **extra_args):
+    """Adds the sum of the leaves of `offsets` it receives to every update."""
+    del params, extra_args
+    total = sum(jnp.sum(x) for x in jax.tree.leaves(offsets))
+    return jax.tree.map(lambda u: u + total, updates), state
+
+
+@pytest.mark.parametrize("compatible", [True, False])
+def test_mask_compatible_extra_args_as_optax(compatible):
+    params = model_params()
+    offsets = jax.tree.map(jnp.ones_like, params)
+    offset = optax.GradientTransformationExtraArgs(
+        lambda p: optax.EmptyState(), _offset_update
+    )
+    transforms = {"kernel": offset, "rest": optax.chain(offset, optax.scale(2.0))}
+    kw = dict(mask_compatible_extra_args=compatible)
+    tx = jaxnn.partition(transforms, KERNEL_LABELS, **kw)
+    ref = optax.partition(transforms, KERNEL_LABELS, **kw)
+    g = random_grads(params, 0)
+    u, _ = tx.update(g, tx.init(params), params, offsets=offsets)
+    u_ref, _ = ref.update(g, ref.init(params), params, offsets=offsets)
+    assert_leaves_close(u, u_ref)
+    n_kernel = 6 * 5 + 5 * 4 + 4 * 3
+    expected_w = g["head"]["w"] + (n_kernel if compatible else params_size(params))
+    np.testing.assert_allclose(u["head"]["w"], expected_w, **tol(jnp.float32))
+
+
+def params_size(params):
+    return sum(x.size for x in jax.tree.leaves(params))
+
+
+def _map_params_leaves(tx, params):
+    """optax.tree.map_params(tx.init, ...) over tx's state: each state leaf's
+    param path, or '-' for a leaf that is not a copy of the params."""
+    is_masked = lambda v: isinstance(v, jaxnn.MaskedNode | optax.MaskedNode)  # noqa: E731
+    tags = jax.tree.unflatten(
+        jax.tree.structure(params),
+        [jax.tree_util.keystr(p) for p, _ in jax.tree.leaves_with_path(params)],
+    )
+    state = tx.init(params)
+    mapped = optax.tree.map_params(
+        tx.init,
+        lambda p, tag: p if is_masked(p) else tag,
+        state,
+        tags,
+        transform_non_params=lambda v: jax.tree.map(lambda _: "-", v),
+        is_leaf=is_masked,
+    )
+    assert jax.tree.structure(mapped) == jax.tree.structure(state)
+    return jax.tree.leaves(mapped)
+
+
+def strict_labels(params):
+    """A label function that indexes the params: it cannot read a placeholder."""
+    return {
+        "encoder": [{"w": "kernel", "b": "rest"} for _ in params["encoder"]],
+        "bn": jaxnn.BatchNormParams(scale="rest", bias="rest"),
+        "head": {"w": "kernel", "b": "rest"},
+    }
+
+
+@pytest.mark.parametrize("how", [*LABELS, "strict_function"])
+def test_optax_tree_map_params_over_the_state(how):
+    """How users annotate the state's shardings from the params' (issue 11)."""
+    params = model_params()
+    labels = strict_labels if how == "strict_function" else LABELS[how]
+    got = _map_params_leaves(jaxnn_pair(labels), params)
+    # optax's partition calls a label function on its placeholder: the
+    # reference gets the equivalent labels tree.
+    expected = _map_params_leaves(optax_pair(KERNEL_LABELS), params)
+    assert got == expected
+    assert "['head']['w']" in got and "['head']['b']" in got

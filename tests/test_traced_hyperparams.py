@@ -421,6 +421,7 @@ EXCLUDED = {
             "chain",
             "identity",
             "masked",
+            "partition",
             "scale_by_schedule",
             "stateless",
             "with_extra_args_support",
@@ -438,6 +439,7 @@ EXCLUDED = {
             "xavier_uniform",
         ]
     },
+    "label_by_path": "no number: its arguments are regexes and labels",
     "zeros": "no argument",
 }
 

@@ -2,7 +2,8 @@
 
 Each adds the gradient of a penalty on the params to the updates. With a `mask`
 (see `masked`), only the selected params are regularized, e.g. to exempt biases
-and BatchNorm scales from weight decay.
+and BatchNorm scales from weight decay. A callable pytree of bools (an equinox
+Module with bools where the arrays were) is a mask tree, as in optax.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def _add_param_term(
 
 
 def add_decayed_weights(
-    weight_decay: float | Callable[[jax.Array], Any], mask: Mask | None = None
+    weight_decay: float | Callable[[jax.Array], Any] = 0.0, mask: Mask | None = None
 ) -> GradientTransformation:
     """Adds weight decay: g ← g + λw (the gradient of the L2 penalty λ/2·Σw²).
 
@@ -73,9 +74,10 @@ def add_decayed_weights(
 
     Args:
       weight_decay: λ >= 0, or a schedule `count -> λ` (called with the count
-        before it is incremented).
+        before it is incremented). Defaults to 0.0, as optax's.
       mask: None (decay every param), a pytree of bools with the params'
-        structure, or a callable `params -> pytree of bools` (True = decayed).
+        structure, or a function `params -> pytree of bools` (True = decayed).
+        A callable pytree of bools (an equinox Module) is a tree (see `masked`).
 
     Returns:
       A GradientTransformation (state `EmptyState`, `ScaleByScheduleState` for a
@@ -100,8 +102,9 @@ def add_l1(
 
     Args:
       strength: λ >= 0, or a schedule `count -> λ`.
-      mask: None, a pytree of bools with the params' structure, or a callable
-        `params -> pytree of bools` (True = regularized).
+      mask: None, a pytree of bools with the params' structure, or a function
+        `params -> pytree of bools` (True = regularized). A callable pytree of
+        bools (an equinox Module) is a tree (see `masked`).
 
     Returns:
       A GradientTransformation; `update` needs `params`.
