@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn._checks import check_nonnegative, check_tree_matches
-from jaxnn._dtypes import compute_dtype
+from jaxnn._dtypes import compute_dtype, is_complex
 from jaxnn._masks import Mask
 from jaxnn.optim.base import EmptyState, GradientTransformation, safe_increment
 from jaxnn.optim.masking import masked
@@ -26,8 +26,12 @@ def _add_param_term(
     strength: Any,
     term: Callable[[jax.Array], jax.Array],
     mask: Mask | None,
+    complex_error: str | None = None,
 ) -> GradientTransformation:
-    """Builds `g + strength · term(p)`, `strength` a number or a schedule."""
+    """Builds `g + strength · term(p)`, `strength` a number or a schedule.
+
+    With `complex_error`, complex params are rejected (TypeError, that reason).
+    """
     if callable(strength):
         schedule = strength
     else:
@@ -45,6 +49,10 @@ def _add_param_term(
         if params is None:
             raise ValueError(f"{name}: update() needs the params (params=None given)")
         check_tree_matches(updates, "updates", params, "params")
+        if complex_error is not None:
+            for p in jax.tree.leaves(params):
+                if is_complex(p.dtype):
+                    raise TypeError(f"{name}: {complex_error}, got {p.dtype}")
         if schedule is not None:
             s = jnp.asarray(schedule(state.count))
             state = ScaleByScheduleState(count=safe_increment(state.count))
@@ -64,7 +72,7 @@ def _add_param_term(
 
 
 def add_decayed_weights(
-    weight_decay: float | Callable[[jax.Array], Any], mask: Mask | None = None
+    weight_decay: float | Callable[[jax.Array], Any] = 0.0, mask: Mask | None = None
 ) -> GradientTransformation:
     """Adds weight decay: g ← g + λw (the gradient of the L2 penalty λ/2·Σw²).
 
@@ -73,7 +81,7 @@ def add_decayed_weights(
 
     Args:
       weight_decay: λ >= 0, or a schedule `count -> λ` (called with the count
-        before it is incremented).
+        before it is incremented). The default 0.0 (as optax) adds nothing.
       mask: None (decay every param), a pytree of bools with the params'
         structure, or a callable `params -> pytree of bools` (True = decayed).
 
@@ -109,9 +117,17 @@ def add_l1(
     Raises:
       ValueError: if a concrete `strength` is negative, or `update` gets no
         params.
+      TypeError: if `update` gets complex params.
 
     References:
       Tibshirani, "Regression Shrinkage and Selection via the Lasso", JRSS B
       1996.
     """
-    return _add_param_term("strength", strength, jnp.sign, mask)
+    return _add_param_term(
+        "strength",
+        strength,
+        jnp.sign,
+        mask,
+        complex_error="add_l1 takes real params (sign(w) is not the L1 "
+        "subgradient of a complex weight)",
+    )
