@@ -16,7 +16,12 @@ import jax.numpy as jnp
 from jaxnn._checks import check_nonnegative, check_tree_matches
 from jaxnn._dtypes import compute_dtype, is_complex
 from jaxnn._masks import Mask
-from jaxnn.optim.base import EmptyState, GradientTransformation, safe_increment
+from jaxnn.optim.base import (
+    EmptyState,
+    GradientTransformation,
+    ScalarOrSchedule,
+    safe_increment,
+)
 from jaxnn.optim.masking import masked
 from jaxnn.optim.transforms import ScaleByScheduleState
 
@@ -72,7 +77,7 @@ def _add_param_term(
 
 
 def add_decayed_weights(
-    weight_decay: float | Callable[[jax.Array], Any] = 0.0, mask: Mask | None = None
+    weight_decay: ScalarOrSchedule = 0.0, mask: Mask | None = None
 ) -> GradientTransformation:
     """Adds weight decay: g ← g + λw (the gradient of the L2 penalty λ/2·Σw²).
 
