@@ -161,7 +161,7 @@ CASES = {
         TypeError,
         "count must be an integer array",
     ),
-    "scale": (lambda: jaxnn.scale("x"), TypeError, "factor"),
+    "scale": (lambda: jaxnn.scale("x"), TypeError, "step_size"),
     "scale_by_adam": (lambda: jaxnn.scale_by_adam(eps=-1.0), ValueError, "eps"),
     "scale_by_learning_rate": (
         lambda: jaxnn.scale_by_learning_rate(-1.0),
@@ -188,7 +188,7 @@ CASES = {
         ValueError,
         "labels must be in",
     ),
-    "stateless": (lambda: jaxnn.stateless(1), TypeError, "fn must be callable"),
+    "stateless": (lambda: jaxnn.stateless(1), TypeError, "f must be callable"),
     "tanh": (lambda: jaxnn.tanh("x"), TypeError, "'x'"),
     "tanh_derivative": (lambda: jaxnn.tanh_derivative("x"), TypeError, "'x'"),
     "trace": (lambda: jaxnn.trace(decay=1.0), ValueError, "decay"),
@@ -211,7 +211,7 @@ CASES = {
     "with_extra_args_support": (
         lambda: jaxnn.with_extra_args_support(lambda g: g),
         TypeError,
-        "transform must be a gradient transformation",
+        "tx must be a gradient transformation",
     ),
     "xavier_normal": (
         lambda: jaxnn.xavier_normal()(KEY, (3,)),
@@ -268,6 +268,36 @@ TYPE_OR_VALUE = [
     (lambda: jaxnn.partition({"a": 1}, "a"), TypeError, "transforms\\['a'\\]"),
     (lambda: jaxnn.label_by_path([("w", None)], False), TypeError, "label"),
     (lambda: jaxnn.scale_by_adam(mu_dtype=jnp.int32), TypeError, "mu_dtype"),
+    # The options that issue 11 added (optax's): flags are Python bools, dtypes
+    # floating; a real moment dtype cannot hold a complex param's moment.
+    (lambda: jaxnn.rmsprop(0.1, eps_in_sqrt=1), TypeError, "eps_in_sqrt"),
+    (lambda: jaxnn.rmsprop(0.1, bias_correction="no"), TypeError, "bias_correction"),
+    (lambda: jaxnn.scale_by_rms(eps_in_sqrt=None), TypeError, "eps_in_sqrt"),
+    (lambda: jaxnn.scale_by_rms(bias_correction=0), TypeError, "bias_correction"),
+    (lambda: jaxnn.scale_by_rms(centered="yes"), TypeError, "centered"),
+    (lambda: jaxnn.adam(0.1, nesterov=1), TypeError, "nesterov"),
+    (lambda: jaxnn.adamw(0.1, nesterov="yes"), TypeError, "nesterov"),
+    (lambda: jaxnn.nadam(0.1, nesterov=None), TypeError, "nesterov"),
+    (lambda: jaxnn.adamw(0.1, eps_root=-1.0), ValueError, "eps_root"),
+    (lambda: jaxnn.adamw(0.1, mu_dtype=jnp.int8), TypeError, "mu_dtype"),
+    (lambda: jaxnn.sgd(0.1, 0.9, False, jnp.int32), TypeError, "accumulator_dtype"),
+    (lambda: jaxnn.trace(0.9, accumulator_dtype="x"), TypeError, "accumulator_dtype"),
+    (lambda: jaxnn.trace(0.9, nesterov=1), TypeError, "nesterov"),
+    (
+        lambda: jaxnn.trace(0.9, accumulator_dtype=jnp.float32).init(
+            {"a": jnp.ones(2, jnp.complex64)}
+        ),
+        TypeError,
+        "accumulator_dtype=float32 is a real dtype",
+    ),
+    (
+        lambda: jaxnn.adam(0.1, mu_dtype=jnp.float32).init(
+            {"a": jnp.ones(2, jnp.complex64)}
+        ),
+        TypeError,
+        "mu_dtype=float32 is a real dtype",
+    ),
+    (lambda: jaxnn.scale_by_learning_rate(0.1, flip_sign=0), TypeError, "flip_sign"),
     (lambda: jaxnn.he_normal(in_axis=1.0)(KEY, (3, 4)), TypeError, "in_axis"),
     (lambda: jaxnn.he_normal(in_axis=2)(KEY, (3, 4)), ValueError, "in_axis"),
     (lambda: jaxnn.normal()(KEY, (3, 4), jnp.int32), TypeError, "dtype"),

@@ -198,8 +198,22 @@ GROUPS = {
         "adamw": (
             transform_runner("adamw"),
             [
-                dict(learning_rate=0.01, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4),
-                dict(learning_rate=0.1, b1=0.5, b2=0.9, eps=1e-3, weight_decay=0.3),
+                dict(
+                    learning_rate=0.01,
+                    b1=0.9,
+                    b2=0.999,
+                    eps=1e-8,
+                    eps_root=0.0,
+                    weight_decay=1e-4,
+                ),
+                dict(
+                    learning_rate=0.1,
+                    b1=0.5,
+                    b2=0.9,
+                    eps=1e-3,
+                    eps_root=1e-4,
+                    weight_decay=0.3,
+                ),
             ],
         ),
         "nadam": (
@@ -211,7 +225,10 @@ GROUPS = {
         ),
     },
     "building_blocks": {
-        "scale": (transform_runner("scale"), [dict(factor=-0.1), dict(factor=0.7)]),
+        "scale": (
+            transform_runner("scale"),
+            [dict(step_size=-0.1), dict(step_size=0.7)],
+        ),
         "scale_by_learning_rate": (
             transform_runner("scale_by_learning_rate"),
             [dict(learning_rate=0.1), dict(learning_rate=0.02)],
