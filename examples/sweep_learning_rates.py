@@ -64,7 +64,9 @@ def make_functions(steps, traces, rate=0.2):
 
     def loss_fn(params, bn_state, x, y, key):
         logits, bn_state = forward(params, bn_state, x, key, training=True, rate=rate)
-        return jnp.mean(jaxnn.softmax_cross_entropy(logits, y)), bn_state
+        return jnp.mean(
+            jaxnn.softmax_cross_entropy_with_integer_labels(logits, y)
+        ), bn_state
 
     def train_step(params, bn_state, opt_state, x, y, key, lr):
         traces.append(None)  # runs once per trace, i.e. once per compilation
