@@ -32,7 +32,8 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_digits import forward, init_model, kernels_only, load_data
+from _common import load_digits
+from train_digits import forward, init_model, kernels_only
 
 import jaxnn
 
@@ -193,7 +194,7 @@ def main(
     """Runs the sweep (and the sequential baseline); returns the figures."""
     device = jax.devices()[0]
     print(f"device: {device} ({device.platform})")
-    data = load_data(seed)
+    data = load_digits(0.2, seed=seed, stratify=True)  # train_digits.main's split
     batches = batch_indices(steps, len(data[0]), batch_size, seed)
     rates = np.geomspace(low, high, num_rates).astype(np.float32)
 
