@@ -184,7 +184,14 @@ CASES = {
         "max_consecutive",
     ),
     "softmax_cross_entropy": (
-        lambda: jaxnn.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([0, 3])),
+        lambda: jaxnn.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([0, 2])),
+        TypeError,
+        "use softmax_cross_entropy_with_integer_labels",
+    ),
+    "softmax_cross_entropy_with_integer_labels": (
+        lambda: jaxnn.softmax_cross_entropy_with_integer_labels(
+            jnp.ones((2, 3)), jnp.array([0, 3])
+        ),
         ValueError,
         "labels must be in",
     ),

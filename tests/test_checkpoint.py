@@ -247,7 +247,9 @@ def make_bn_step(tx):
 
         def loss(params):
             logits, bn_state = bn_forward(params, state["bn_state"], sub, x)
-            return jnp.mean(jaxnn.softmax_cross_entropy(logits, y)), bn_state
+            return jnp.mean(
+                jaxnn.softmax_cross_entropy_with_integer_labels(logits, y)
+            ), bn_state
 
         grads, bn_state = jax.grad(loss, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])

@@ -36,7 +36,7 @@ def mlp_loss(params, batch):
     for layer in params[:-1]:
         h = jaxnn.relu(jaxnn.dense(layer, h))
     logits = jaxnn.dense(params[-1], h).astype(jnp.float32)
-    return jnp.mean(jaxnn.softmax_cross_entropy(logits, batch["y"]))
+    return jnp.mean(jaxnn.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
 
 
 def make_batch(n, d=6, classes=3, seed=0, dtype=jnp.float32):
@@ -201,7 +201,9 @@ def bn_loss(params, state, batch):
     h = jaxnn.dense(params["dense"], batch["x"])
     h, state = jaxnn.batchnorm(params["bn"], state, h, training=True)
     logits = jaxnn.dense(params["head"], jaxnn.relu(h))
-    return jnp.mean(jaxnn.softmax_cross_entropy(logits, batch["y"])), state
+    return jnp.mean(
+        jaxnn.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
+    ), state
 
 
 def test_batchnorm_normalizes_each_piece_with_its_own_statistics():
@@ -335,7 +337,8 @@ batch = {"x": jnp.asarray(rng.normal(size=(64, 6)), jnp.float32),
 
 def loss(p, b):
     h = jaxnn.relu(jaxnn.dense(p[0], b["x"]))
-    return jnp.mean(jaxnn.softmax_cross_entropy(jaxnn.dense(p[1], h), b["y"]))
+    logits = jaxnn.dense(p[1], h)
+    return jnp.mean(jaxnn.softmax_cross_entropy_with_integer_labels(logits, b["y"]))
 
 grad_fn = jax.value_and_grad(loss)
 ref_loss, ref_grads = jax.jit(grad_fn)(params, batch)

@@ -100,7 +100,11 @@ def test_layers_under_strict_promotion_keep_dtypes(dtype):
         logits = jaxnn.dense(layer, x)
         assert logits.dtype == dtype
         labels = jnp.arange(8) % 3
-        assert jnp.isfinite(jaxnn.softmax_cross_entropy(logits, labels)).all()
+        assert jnp.isfinite(
+            jaxnn.softmax_cross_entropy_with_integer_labels(logits, labels)
+        ).all()
+        probs = jnp.full(logits.shape, 1 / 3, dtype)
+        assert jnp.isfinite(jaxnn.softmax_cross_entropy(logits, probs)).all()
         assert jnp.isfinite(jaxnn.mean_squared_error(logits, logits)).all()
         assert jnp.isfinite(jaxnn.l1_penalty(layer, 0.1))
         assert jnp.isfinite(jaxnn.l2_penalty(layer, 0.1))

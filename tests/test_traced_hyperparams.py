@@ -427,6 +427,7 @@ EXCLUDED = {
             "sigmoid",
             "sigmoid_derivative",
             "softmax_cross_entropy",
+            "softmax_cross_entropy_with_integer_labels",
             "tanh",
             "tanh_derivative",
             "unitwise_norm",
