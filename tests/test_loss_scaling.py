@@ -338,6 +338,26 @@ def test_jitted_float16_step_compiles_once_and_checkpoints_bit_identically(tmp_p
     chex.assert_trees_all_equal((params, state), (full_params, full_state))
 
 
+def test_fresh_state_can_be_donated():
+    """Each state field is its own buffer: jit(step, donate_argnums) runs on it."""
+    params = {"w": jnp.ones((4, 3), jnp.float16)}
+    tx = jaxnn.dynamic_loss_scale(jaxnn.sgd(0.1))
+    state = tx.init(params)
+    pointers = [x.unsafe_buffer_pointer() for x in jax.tree.leaves(state)]
+    assert len(set(pointers)) == len(pointers)
+
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return jaxnn.apply_updates(params, updates), state
+
+    step = jax.jit(step, donate_argnums=(0, 1))
+    grads = {"w": jnp.full((4, 3), 2.0**15, jnp.float16)}
+    params, state = step(params, state, grads)
+    params, state = step(params, state, grads)
+    np.testing.assert_array_equal(params["w"], np.float16(1.0 - 2 * 0.1))
+    assert int(state.good_steps) == 2 and int(state.total_skipped) == 0
+
+
 # ------------------------------------------------------------- loss_scale search
 
 
