@@ -139,6 +139,11 @@ CASES = {
         ValueError,
         "same shape",
     ),
+    "microbatch": (
+        lambda: jaxnn.microbatch(lambda p, b: b, 2)(None, {"x": jnp.ones((5, 2))}),
+        ValueError,
+        "batch leaf ['x'] has leading dimension 5, which num_microbatches=2",
+    ),
     "momentum": (lambda: jaxnn.momentum(0.1, beta=1.5), ValueError, "beta"),
     "nadam": (lambda: jaxnn.nadam(0.1, b2=1.0), ValueError, "b2"),
     "nesterov": (lambda: jaxnn.nesterov(0.1, beta=-0.1), ValueError, "beta"),
@@ -272,6 +277,10 @@ TYPE_OR_VALUE = [
         TypeError,
         "mask_compatible_extra_args",
     ),
+    (lambda: jaxnn.microbatch(lambda p, b: b, 0), ValueError, "num_microbatches"),
+    (lambda: jaxnn.microbatch(lambda p, b: b, 2.5), TypeError, "num_microbatches"),
+    (lambda: jaxnn.microbatch(lambda p, b: b, "2"), TypeError, "num_microbatches"),
+    (lambda: jaxnn.microbatch("grad", 2), TypeError, "grad_fn"),
     (lambda: jaxnn.partition({"a": 1}, "a"), TypeError, "transforms\\['a'\\]"),
     (lambda: jaxnn.label_by_path([("w", None)], False), TypeError, "label"),
     (lambda: jaxnn.scale_by_adam(mu_dtype=jnp.int32), TypeError, "mu_dtype"),
@@ -344,6 +353,7 @@ NUMPY_SCALARS = [
     ),
     lambda: jaxnn.he_normal(in_axis=np.int64(0), out_axis=np.int8(1))(KEY, (3, 4)),
     lambda: jaxnn.zeros()(KEY, (np.int64(2), 3)),
+    lambda: jaxnn.microbatch(lambda p, b: b, np.int64(2))(None, jnp.ones((4, 2))),
 ]
 
 

@@ -28,6 +28,7 @@ import pytest
 
 import jaxnn
 from tests.helpers import assert_trees_close
+from tests.test_loss_scaling import reference_trajectory
 
 KEY = jax.random.key(0)
 _rng = np.random.default_rng(0)
@@ -111,6 +112,29 @@ def run_dropout(hp):
     return jaxnn.dropout(KEY, X, **hp), jax.grad(f)(X)
 
 
+def loss_scaling_grads(params, t):
+    """Finite at steps 0, 1, 3, 4 and 7; NaN or inf at 2, 5 and 6."""
+    g = quadratic_grads(params, t)
+    if t in (2, 5, 6):
+        bad = jnp.nan if t == 5 else jnp.inf
+        g = {**g, "b": g["b"].at[t % 4].set(bad)}
+    return g
+
+
+def run_dynamic_loss_scale(hp):
+    """Eight steps of the scaled-loss loop: G = S·g, then `update` unscales."""
+    tx = jaxnn.dynamic_loss_scale(jaxnn.sgd(0.1, momentum=0.9), **hp)
+    params, state = PARAMS, tx.init(PARAMS)
+    scales = []
+    for t in range(8):
+        s = jaxnn.loss_scale(state)
+        scaled = jax.tree.map(lambda g, s=s: g * s, loss_scaling_grads(params, t))
+        updates, state = tx.update(scaled, state, params)
+        params = jaxnn.apply_updates(params, updates)
+        scales.append(state.scale)
+    return params, state, jnp.stack(scales)
+
+
 def penalty_runner(name):
     def run(hp):
         def f(params):
@@ -139,6 +163,25 @@ def run_gradient_report(hp):
     params = [{"w": PARAMS["w"], "b": PARAMS["b"]}, {"w": PARAMS["w"] * 0.01}]
     return jaxnn.gradient_report(grads, params, **hp)
 
+
+# A: power-of-two factors, growth after 2 good steps. B: factors that are not
+# powers of two, growth after every good step, backoff stopped by min_scale.
+LOSS_SCALE_VALUES = [
+    dict(
+        init_scale=1024.0,
+        growth_factor=2.0,
+        backoff_factor=0.5,
+        growth_interval=2,
+        min_scale=1.0,
+    ),
+    dict(
+        init_scale=8.0,
+        growth_factor=1.7,
+        backoff_factor=0.3,
+        growth_interval=1,
+        min_scale=4.0,
+    ),
+]
 
 # group -> public name -> (runner, [values A, values B]).
 GROUPS = {
@@ -283,6 +326,7 @@ GROUPS = {
             run_skip_nonfinite,
             [dict(max_consecutive=1), dict(max_consecutive=2)],
         ),
+        "dynamic_loss_scale": (run_dynamic_loss_scale, LOSS_SCALE_VALUES),
     },
     "schedules": {
         "constant_schedule": (
@@ -408,6 +452,7 @@ STATIC = {
     "axis": "the feature axis: decides the reduction",
     "n_in": "a size: decides the parameter shapes",
     "n_out": "a size: decides the parameter shapes",
+    "num_microbatches": "a count: decides the pieces' shapes and the scan length",
     "num_features": "a size: decides the parameter shapes",
 }
 
@@ -420,6 +465,7 @@ EXCLUDED = {
             "dense",
             "global_norm",
             "gradient_norms",
+            "loss_scale",
             "mean_squared_error",
             "relu",
             "relu_derivative",
@@ -457,6 +503,7 @@ EXCLUDED = {
             "xavier_uniform",
         ]
     },
+    "microbatch": "wraps a function; its one number is a count (STATIC)",
     "label_by_path": "no number: its arguments are regexes and labels",
     "zeros": "no argument",
 }
@@ -532,3 +579,15 @@ def test_traced_hyperparameters_compile_once_and_match_python_numbers(group):
         assert not all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)), (
             f"{name}: values A and B give the same result"
         )
+
+
+def test_dynamic_loss_scale_values_follow_the_gradscaler_reference():
+    # The table's runner, with the Python numbers, against the NumPy reference of
+    # GradScaler's rules; the group test above equates the traced run with it.
+    finite = [t not in (2, 5, 6) for t in range(8)]
+    for hp in LOSS_SCALE_VALUES:
+        _, state, scales = run_dynamic_loss_scale(hp)
+        _, after, goods, skips = reference_trajectory(finite, **hp)
+        np.testing.assert_array_equal(scales, after)
+        assert int(state.good_steps) == goods[-1]
+        assert int(state.total_skipped) == skips[-1] == 3
