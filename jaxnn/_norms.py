@@ -233,7 +233,9 @@ def clip_norms(
     unit_sums = [
         jnp.sum(x * x, axis=a, keepdims=True) for x, a in zip(xs, axes, strict=True)
     ]
-    sums = [jnp.sum(s) for s in unit_sums]
+    # The barrier keeps XLA from folding sum(sum(x², axes)) into a second full
+    # reduction of x² (two readers of x², which XLA:CPU then materializes).
+    sums = [jnp.sum(s) for s in jax.lax.optimization_barrier(unit_sums)]
     acc = promote_types(*(s.dtype for s in sums))
     overflow = jnp.isinf(functools.reduce(jnp.add, [s.astype(acc) for s in sums]))
 
