@@ -45,6 +45,13 @@ ALLOWED_DIFFERENCES = {
     # the transform's state"), so `ClipState()` copied from optax raises TypeError
     # (missing `norm`) instead of building a different state.
     "ClipState": "jaxnn's ClipState has a `norm` field; optax's is EmptyState",
+    # DESIGN: `microbatch(grad_fn, num_microbatches)` is gradient accumulation inside
+    # one step; optax's `microbatch(fun, argnums, microbatch_size, ...)` is a general
+    # split-map-accumulate. optax's `microbatch_size` is required, so every valid
+    # optax call passes three arguments or names optax's parameters: each raises
+    # TypeError in jaxnn (test_optax_microbatch_calls_raise below).
+    "microbatch": "jaxnn's is gradient accumulation with two parameters; optax "
+    "calls need three and raise",
 }
 
 
@@ -421,3 +428,22 @@ def test_softmax_cross_entropy_with_integer_labels_as_optax():
         optax.softmax_cross_entropy_with_integer_labels(logits, labels),
         rtol=1e-6,
     )
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda f: jaxnn.microbatch(f, 1, 2),
+        lambda f: jaxnn.microbatch(f, 0, 4, optax.microbatching.AccumulationType.MEAN),
+        lambda f: jaxnn.microbatch(f, 1, microbatch_size=2),
+        lambda f: jaxnn.microbatch(f, argnums=1, microbatch_size=2),
+        lambda f: jaxnn.microbatch(fun=f, argnums=1, microbatch_size=2),
+    ],
+)
+def test_optax_microbatch_calls_raise(call):
+    """microbatch is allow-listed: a call written for optax's raises, never runs."""
+    # optax's third parameter has no default: its calls cannot pass two arguments.
+    params = inspect.signature(optax.microbatching.microbatch).parameters
+    assert params["microbatch_size"].default is inspect.Parameter.empty
+    with pytest.raises(TypeError):
+        call(lambda p, b: b)
