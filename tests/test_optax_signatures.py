@@ -45,6 +45,13 @@ ALLOWED_DIFFERENCES = {
     # the transform's state"), so `ClipState()` copied from optax raises TypeError
     # (missing `norm`) instead of building a different state.
     "ClipState": "jaxnn's ClipState has a `norm` field; optax's is EmptyState",
+    # optax.microbatching.microbatch(fun, argnums, microbatch_size, accumulator=...,
+    # *, ...) is a general split-map-accumulate; jaxnn's microbatch(grad_fn,
+    # num_microbatches) is gradient accumulation inside one step (DESIGN). Every
+    # valid optax call passes at least three arguments or optax's keyword names,
+    # so it raises TypeError in jaxnn (docs/migrating/optax.md, "Same name,
+    # different signature").
+    "microbatch": "jaxnn's is microbatch(grad_fn, num_microbatches), not optax's",
 }
 
 
