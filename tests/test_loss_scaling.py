@@ -9,9 +9,6 @@ The inner optimizer is optax's Adam, checked against optax's Adam run on the
 finite steps' unscaled gradients only.
 """
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import optax
 import pytest
 
 import jaxnn
+from tests.helpers import run_on_8_cpu_devices
 
 ROOT = Path(__file__).resolve().parents[1]
 F32_MAX = float(np.finfo(np.float32).max)
@@ -423,8 +421,6 @@ def test_bad_inner_is_a_type_error_and_numpy_scalars_are_accepted():
 
 SHARDED_CHECK = textwrap.dedent(
     """
-    import os
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
     import jaxnn
@@ -475,16 +471,4 @@ SHARDED_CHECK = textwrap.dedent(
 
 
 def test_sharded_run_on_8_devices_equals_unsharded():
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, "-c", SHARDED_CHECK],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert "OK" in proc.stdout
+    run_on_8_cpu_devices(SHARDED_CHECK, expect="OK")

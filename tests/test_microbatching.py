@@ -6,9 +6,6 @@ NumPy, and for memory the arithmetic of the activations an MLP must keep for its
 backward pass.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -17,7 +14,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from tests.helpers import tol
+from tests.helpers import run_on_8_cpu_devices, tol
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,13 +56,20 @@ def assert_close(actual, expected, dtype=jnp.float32):
 # ------------------------------------------------------- equals the full batch
 
 
-@pytest.mark.parametrize("n", [1, 2, 4, 8])
-def test_mean_loss_gives_the_full_batch_loss_and_gradient(n, maybe_jit):
+# The full-batch reference, computed once for the module (jitted: the reference's
+# eager op-by-op path is not what these tests check).
+@pytest.fixture(scope="module")
+def full_batch():
     params = mlp(jax.random.key(0), (6, 16, 16, 3))
     batch = make_batch(32)
+    return params, batch, jax.jit(jax.value_and_grad(mlp_loss))(params, batch)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_mean_loss_gives_the_full_batch_loss_and_gradient(n, maybe_jit, full_batch):
+    params, batch, (ref_loss, ref_grads) = full_batch
     grad_fn = jax.value_and_grad(mlp_loss)
     loss, grads = maybe_jit(jaxnn.microbatch(grad_fn, n))(params, batch)
-    ref_loss, ref_grads = grad_fn(params, batch)
     assert_close(loss, ref_loss)
     assert_close(grads, ref_grads)
 
@@ -80,7 +84,7 @@ def test_grads_only_and_aux_outputs():
 
     grad_fn = jax.value_and_grad(loss_with_aux, has_aux=True)
     (loss, aux), grads = jaxnn.microbatch(grad_fn, 3)(params, batch)
-    (ref_loss, ref_aux), ref_grads = grad_fn(params, batch)
+    (ref_loss, ref_aux), ref_grads = jax.jit(grad_fn)(params, batch)
     assert_close((loss, aux, grads), (ref_loss, ref_aux, ref_grads))
     grads_only = jaxnn.microbatch(jax.grad(mlp_loss), 4)(params, batch)
     assert_close(grads_only, ref_grads)
@@ -94,7 +98,8 @@ def test_extra_args_and_keywords_go_to_every_piece():
         return jax.grad(lambda p: factor * mlp_loss(p, b) + offset)(p)
 
     out = jaxnn.microbatch(scaled, 2)(params, batch, 3.0, offset=1.0)
-    assert_close(out, scaled(params, batch, 3.0, offset=1.0))
+    reference = jax.jit(scaled, static_argnames="offset")
+    assert_close(out, reference(params, batch, 3.0, offset=1.0))
 
 
 def test_average_of_strided_pieces_for_any_output():
@@ -124,7 +129,7 @@ def test_sum_loss_comes_back_divided_by_the_number_of_pieces():
         return mlp_loss(p, b) * b["x"].shape[0]
 
     grads = jaxnn.microbatch(jax.grad(sum_loss), 4)(params, batch)
-    full = jax.grad(sum_loss)(params, batch)
+    full = jax.jit(jax.grad(sum_loss))(params, batch)
     assert_close(jax.tree.map(lambda g: g * 4, grads), full)
 
 
@@ -255,7 +260,7 @@ def test_numpy_int_count_is_accepted():
     params = mlp(jax.random.key(0), (6, 8, 3))
     batch = make_batch(8)
     out = jaxnn.microbatch(jax.grad(mlp_loss), np.int64(2))(params, batch)
-    assert_close(out, jax.grad(mlp_loss)(params, batch))
+    assert_close(out, jax.jit(jax.grad(mlp_loss))(params, batch))
 
 
 def test_non_callable_is_a_type_error():
@@ -354,18 +359,4 @@ print("microbatch sharded OK")
 
 
 def test_sharded_batch_on_8_cpu_devices():
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", "-c", SHARDED_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "microbatch sharded OK" in proc.stdout
+    run_on_8_cpu_devices(SHARDED_SCRIPT, expect="microbatch sharded OK")

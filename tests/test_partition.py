@@ -8,10 +8,7 @@ out by hand from the documented format ("0/dense/w"), not from our own output.
 """
 
 import dataclasses
-import os
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,7 +21,7 @@ import optax
 import pytest
 
 import jaxnn
-from tests.helpers import tol
+from tests.helpers import run_on_8_cpu_devices, tol
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 5
@@ -585,21 +582,7 @@ print("partition sharded OK")
 
 
 def test_sharded_on_8_cpu_devices():
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", "-c", SHARDED_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "partition sharded OK" in proc.stdout
+    run_on_8_cpu_devices(SHARDED_SCRIPT, expect="partition sharded OK")
 
 
 # ----------------------- issue 11: callable label trees, extra args, map_params
