@@ -44,6 +44,11 @@ def make_batch(n, d=6, classes=3, seed=0, dtype=jnp.float32):
     }
 
 
+def strided_piece(batch, i, n):
+    """Piece i of the batch, `leaf[i::n]`, sliced in NumPy (no compilation per i)."""
+    return jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[i::n]), batch)
+
+
 def assert_close(actual, expected, dtype=jnp.float32):
     assert jax.tree.structure(actual) == jax.tree.structure(expected)
     for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
@@ -161,10 +166,7 @@ def test_bfloat16_grads_accumulate_in_float32_and_come_back_bfloat16():
     # Reference: the pieces' bf16 grads averaged in float64, rounded once to bf16.
     # The float32 sum of 8 bf16 values is exact here and /8 is exact, so the
     # result must be that rounding, bit for bit; a bf16 running sum is not.
-    pieces = [
-        jax.jit(grad_fn)(params, jax.tree.map(lambda x, i=i: x[i::8], batch))
-        for i in range(8)
-    ]
+    pieces = [jax.jit(grad_fn)(params, strided_piece(batch, i, 8)) for i in range(8)]
     expected = jax.tree.map(
         lambda *gs: jnp.asarray(
             np.mean([np.asarray(g, np.float64) for g in gs], 0).astype(np.float32),
@@ -220,10 +222,7 @@ def test_batchnorm_normalizes_each_piece_with_its_own_statistics():
 
     n = 4
     (loss, new_state), grads = jaxnn.microbatch(grad_fn, n)(params, batch, state)
-    pieces = [
-        grad_fn(params, jax.tree.map(lambda x, i=i: x[i::n], batch), state)
-        for i in range(n)
-    ]
+    pieces = [grad_fn(params, strided_piece(batch, i, n), state) for i in range(n)]
     expected = jax.tree.map(
         lambda *xs: jnp.asarray(
             np.mean([np.asarray(x, np.float64) for x in xs], 0), jnp.float32
@@ -302,8 +301,13 @@ def test_peak_memory_is_about_one_pieces_activations():
     # piece's (at most 1/n of the unsplit step's temporaries) plus the float32
     # accumulator and one piece's gradients (a params-sized tree each).
     b, d, h, layers, n = 4096, 64, 512, 4, 8
-    params = mlp(jax.random.key(0), (d,) + (h,) * layers + (10,))
-    batch = {"x": jnp.zeros((b, d)), "y": jnp.zeros((b,), jnp.int32)}
+    # Only shapes matter to the compiled program's memory: lower abstract values.
+    sizes = (d,) + (h,) * layers + (10,)
+    params = jax.eval_shape(lambda key: mlp(key, sizes), jax.random.key(0))
+    batch = {
+        "x": jax.ShapeDtypeStruct((b, d), jnp.float32),
+        "y": jax.ShapeDtypeStruct((b,), jnp.int32),
+    }
     grad_fn = jax.value_and_grad(mlp_loss)
     param_bytes = sum(x.size * 4 for x in jax.tree.leaves(params))
 
