@@ -126,6 +126,9 @@ SEQUENCES = {
 }  # fmt: skip
 
 
+SEQUENCE_LENGTH = max(len(finite) for _, finite, _ in SEQUENCES.values())
+
+
 def _hyper_arrays(hyper):
     return {
         k: jnp.asarray(v, jnp.int32 if k == "growth_interval" else jnp.float32)
@@ -136,7 +139,9 @@ def _hyper_arrays(hyper):
 @pytest.mark.parametrize("name", list(SEQUENCES))
 def test_sequence_matches_gradscaler_reference(name):
     hyper, finite, magnitude = SEQUENCES[name]
-    finite = np.asarray(finite, bool)
+    # Padded with finite steps to one length, so that all sequences share one
+    # compilation of `run_sequence` (the scan's length is part of its shape).
+    finite = np.asarray(finite + [1] * (SEQUENCE_LENGTH - len(finite)), bool)
     params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
     grads = make_grads(finite, magnitude, seed=len(name))
     final, updates, states = run_sequence(params, grads, _hyper_arrays(hyper))
