@@ -28,14 +28,16 @@ element, n elements:
     rmsprop centered / momentum   read g, s1, s2, p; write s1, s2, p      7 n
     adam, adamw, nadam            read g, m, v, p; write m, v, p          7 n
     clip_by_global_norm + adamw   adamw plus one extra read of g (norm)   8 n
+    clip_by_layer_norm + adamw    the same (per-leaf norms)               8 n
+    adaptive_grad_clip + adamw    adamw plus one extra read of g and p    9 n
 
 Compile time is that of `jax.jit(step).lower(...).compile()` for each library. In
 the tables it is measured in this process, after the other cases: XLA reuses kernels
 it has already compiled (identical elementwise kernels of either library), so these
 figures are only indicative. The last table (`--fresh-compile`, on by default for
-adam and clip+adamw) compiles each step in a fresh Python process, alternating the
-libraries (each process runs this script with `--compile-one NAME LIB`), and reports
-the median of `--compile-reps` processes.
+adam and the three clips + adamw) compiles each step in a fresh Python process,
+alternating the libraries (each process runs this script with `--compile-one NAME
+LIB`), and reports the median of `--compile-reps` processes.
 
 From each compiled step (`hlo_stats.py`): `kernels`, the fusions one call launches;
 `traffic`, the bytes those kernels read and write, in units of the parameter bytes
@@ -136,7 +138,21 @@ OPTIMIZERS: dict[str, Pair] = {
         lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(LR)),
         8,
     ),
+    # Per-layer clip: optax's nearest is clip_by_block_rms (the same rule on each
+    # leaf's RMS instead of its L2 norm, equal cost).
+    "layer_clip+adamw": Pair(
+        lambda: jaxnn.chain(jaxnn.clip_by_layer_norm(1.0), jaxnn.adamw(LR)),
+        lambda: optax.chain(optax.clip_by_block_rms(1.0), optax.adamw(LR)),
+        8,
+    ),
+    "agc+adamw": Pair(
+        lambda: jaxnn.chain(jaxnn.adaptive_grad_clip(0.01), jaxnn.adamw(LR)),
+        lambda: optax.chain(optax.adaptive_grad_clip(0.01), optax.adamw(LR)),
+        9,
+    ),
 }
+# The fresh-process compile table's default optimizers.
+FRESH_DEFAULT = ("adam", "clip+adamw", "layer_clip+adamw", "agc+adamw")
 APPLY = {"jaxnn": jaxnn.apply_updates, "optax": optax.apply_updates}
 
 
@@ -746,7 +762,7 @@ def main() -> None:
         default=None,
         metavar="NAME",
         help="optimizers whose tree step is also compiled in fresh processes "
-        "(default adam clip+adamw; none with --quick)",
+        f"(default {' '.join(FRESH_DEFAULT)}; none with --quick)",
     )
     parser.add_argument(
         "--compile-reps",
@@ -780,7 +796,7 @@ def main() -> None:
         return
     fresh = args.fresh_compile
     if fresh is None:
-        fresh = [] if args.quick else ["adam", "clip+adamw"]
+        fresh = [] if args.quick else list(FRESH_DEFAULT)
     run(
         args.only or list(OPTIMIZERS),
         quick=args.quick,

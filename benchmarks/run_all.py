@@ -131,7 +131,7 @@ def run(quick: bool, compile_reps: int) -> dict[str, Any]:
         quick=quick,
         # Each fresh process imports jax and compiles the full-size tree: seconds
         # apiece, too slow for a smoke run.
-        fresh_compile=[] if quick else ["adam", "clip+adamw"],
+        fresh_compile=[] if quick else list(optimizers.FRESH_DEFAULT),
         compile_reps=compile_reps,
     )
     glue = optimizers.run_glue(

@@ -6,6 +6,13 @@ mask means the same thing on the optimizer side and on the loss side. As in opta
 a mask is a pytree of Python bools with the structure of the params, or a prefix
 of it (a bool then selects a whole subtree), or a callable `params -> such a
 pytree`.
+
+A mask is a function only when it is callable as a whole *and* every leaf of it,
+read as a pytree, is callable (`is_mask_fn`), as in `optax.masked` (optax issue
+913): a plain function is one callable leaf, while an equinox Module or any
+registered pytree node with a `__call__` whose leaves are bools is a mask tree.
+Equinox users build masks exactly that way (`jax.tree.map(f, model)` is again a
+Module).
 """
 
 from __future__ import annotations
@@ -58,14 +65,57 @@ def apply_mask(tree: Any, mask_tree: Any, name: str) -> Any:
         ) from e
 
 
-def resolve_mask(mask: Mask, tree: Any) -> Any:
-    """The mask pytree: `mask(tree)` for a callable mask, else `mask` itself.
+def is_mask_fn(mask: Mask) -> bool:
+    """Whether `mask` is a mask function (called on the params) or a mask tree.
+
+    optax's rule (`optax.masked`, optax issue 913): a function when every leaf of
+    `mask` as a pytree is callable and there is at least one. A plain function (or
+    `functools.partial`) is a single callable leaf; a callable pytree (an equinox
+    Module, a registered pytree node with `__call__`) whose leaves are bools or
+    labels is a tree. `mask` itself must be callable too, so a tree whose leaves
+    happen to be functions (`partition` labels may be any hashable) is a tree, as
+    optax's `partition` treats it; optax's `masked` would call such a tree and
+    fail.
 
     Args:
-      mask: a pytree of bools or a callable returning one.
-      tree: the params (or updates) a callable mask is called on.
+      mask: a mask (or labels) tree or function.
+
+    Returns:
+      True if `mask` is to be called on the params.
+    """
+    if not callable(mask):
+        return False
+    leaves = jax.tree.leaves(mask)
+    return bool(leaves) and all(callable(leaf) for leaf in leaves)
+
+
+def resolve_mask(mask: Mask, tree: Any) -> Any:
+    """The mask pytree: `mask(tree)` for a mask function, else `mask` itself.
+
+    Args:
+      mask: a pytree of bools or a function returning one (see `is_mask_fn`).
+      tree: the params (or updates) a mask function is called on.
 
     Returns:
       The pytree of bools.
     """
-    return mask(tree) if callable(mask) else mask
+    return mask(tree) if is_mask_fn(mask) else mask
+
+
+def has_no_leaves(tree: Any) -> bool:
+    """Whether `tree` is a pytree without leaves: nothing in it to select.
+
+    An empty container, or the params placeholder that
+    `optax.tree.map_params(tx.init, ...)` passes to `init` to find the copies of
+    the params in a state. Masking such a tree selects nothing, so `masked` and
+    `partition` hand it to the inner transform as it is without consulting the
+    mask (optax's `masked` does the same for its placeholder), and a mask
+    function is never called on a placeholder it cannot read.
+
+    Args:
+      tree: any pytree.
+
+    Returns:
+      True if `tree` has no leaves.
+    """
+    return not jax.tree.leaves(tree)

@@ -70,7 +70,8 @@ def l1_penalty(params: Any, strength: float, mask: Mask = None) -> jax.Array:
       params: a pytree of floating arrays.
       strength: λ ≥ 0 (may be traced).
       mask: None (every leaf), a pytree of bools with the structure of `params` (or
-        a prefix of it), or a callable params -> such a pytree; True = penalized.
+        a prefix of it), or a function params -> such a pytree; True = penalized.
+        A callable pytree of bools (an equinox Module) is a tree, as in optax.
 
     Returns:
       A float32 (or wider) scalar.
@@ -97,7 +98,8 @@ def l2_penalty(params: Any, strength: float, mask: Mask = None) -> jax.Array:
       params: a pytree of floating arrays.
       strength: λ ≥ 0 (may be traced).
       mask: None (every leaf), a pytree of bools with the structure of `params` (or
-        a prefix of it), or a callable params -> such a pytree; True = penalized.
+        a prefix of it), or a function params -> such a pytree; True = penalized.
+        A callable pytree of bools (an equinox Module) is a tree, as in optax.
 
     Returns:
       A float32 (or wider) scalar.

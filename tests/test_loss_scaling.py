@@ -9,9 +9,6 @@ The inner optimizer is optax's Adam, checked against optax's Adam run on the
 finite steps' unscaled gradients only.
 """
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import optax
 import pytest
 
 import jaxnn
+from tests.helpers import run_on_8_cpu_devices
 
 ROOT = Path(__file__).resolve().parents[1]
 F32_MAX = float(np.finfo(np.float32).max)
@@ -128,6 +126,9 @@ SEQUENCES = {
 }  # fmt: skip
 
 
+SEQUENCE_LENGTH = max(len(finite) for _, finite, _ in SEQUENCES.values())
+
+
 def _hyper_arrays(hyper):
     return {
         k: jnp.asarray(v, jnp.int32 if k == "growth_interval" else jnp.float32)
@@ -138,7 +139,9 @@ def _hyper_arrays(hyper):
 @pytest.mark.parametrize("name", list(SEQUENCES))
 def test_sequence_matches_gradscaler_reference(name):
     hyper, finite, magnitude = SEQUENCES[name]
-    finite = np.asarray(finite, bool)
+    # Padded with finite steps to one length, so that all sequences share one
+    # compilation of `run_sequence` (the scan's length is part of its shape).
+    finite = np.asarray(finite + [1] * (SEQUENCE_LENGTH - len(finite)), bool)
     params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
     grads = make_grads(finite, magnitude, seed=len(name))
     final, updates, states = run_sequence(params, grads, _hyper_arrays(hyper))
@@ -443,8 +446,6 @@ def test_bad_inner_is_a_type_error_and_numpy_scalars_are_accepted():
 
 SHARDED_CHECK = textwrap.dedent(
     """
-    import os
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
     import jaxnn
@@ -495,16 +496,4 @@ SHARDED_CHECK = textwrap.dedent(
 
 
 def test_sharded_run_on_8_devices_equals_unsharded():
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, "-c", SHARDED_CHECK],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert "OK" in proc.stdout
+    run_on_8_cpu_devices(SHARDED_CHECK, expect="OK")

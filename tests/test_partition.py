@@ -8,14 +8,13 @@ out by hand from the documented format ("0/dense/w"), not from our own output.
 """
 
 import dataclasses
-import os
+import functools
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +22,7 @@ import optax
 import pytest
 
 import jaxnn
-from tests.helpers import tol
+from tests.helpers import run_on_8_cpu_devices, tol
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 5
@@ -79,6 +78,20 @@ def trajectory(tx, params, apply, steps=STEPS, update=None):
     return params, out
 
 
+def jitted_trajectory(tx, params, apply):
+    """`trajectory` with a jitted update: one compilation instead of op-by-op
+    dispatch, for references and for tests where eager mode is not the subject."""
+    return trajectory(tx, params, apply, update=jax.jit(tx.update))
+
+
+@functools.cache
+def optax_reference(how):
+    """optax's partition trajectory for `LABELS[how]`, shared by the eager and jit
+    runs of the comparison."""
+    ref = optax_pair(LABELS[how])
+    return jitted_trajectory(ref, model_params(), optax.apply_updates)
+
+
 def jaxnn_pair(labels):
     return jaxnn.partition(
         {
@@ -115,9 +128,9 @@ def assert_leaves_close(actual, expected, dtype=jnp.float32):
 @pytest.mark.parametrize("how", list(LABELS))
 def test_matches_optax_partition_over_several_steps(how, maybe_jit):
     params = model_params()
-    tx, ref = jaxnn_pair(LABELS[how]), optax_pair(LABELS[how])
+    tx = jaxnn_pair(LABELS[how])
     p, traj = trajectory(tx, params, jaxnn.apply_updates, update=maybe_jit(tx.update))
-    p_ref, traj_ref = trajectory(ref, params, optax.apply_updates)
+    p_ref, traj_ref = optax_reference(how)
     for (u, s), (u_ref, s_ref) in zip(traj, traj_ref, strict=True):
         assert jax.tree.structure(u) == jax.tree.structure(u_ref)
         assert_leaves_close(u, u_ref)
@@ -171,8 +184,8 @@ def test_label_prefix_tree_matches_optax():
     ref = optax.partition(
         {"pretrained": optax.adam(1e-4), "new": optax.adam(1e-2)}, prefix
     )
-    p, traj = trajectory(tx, params, jaxnn.apply_updates)
-    p_ref, traj_ref = trajectory(ref, params, optax.apply_updates)
+    p, traj = jitted_trajectory(tx, params, jaxnn.apply_updates)
+    p_ref, traj_ref = jitted_trajectory(ref, params, optax.apply_updates)
     for (u, s), (u_ref, s_ref) in zip(traj, traj_ref, strict=True):
         assert_leaves_close(u, u_ref)
         assert_leaves_close(s, s_ref)
@@ -206,8 +219,8 @@ def test_inside_optax_chain_and_with_optax_inner_transforms():
             by_ndim,
         ),
     )
-    p, _ = trajectory(mixed, params, optax.apply_updates)
-    p_ref, _ = trajectory(ref, params, optax.apply_updates)
+    p, _ = jitted_trajectory(mixed, params, optax.apply_updates)
+    p_ref, _ = jitted_trajectory(ref, params, optax.apply_updates)
     assert_leaves_close(p, p_ref)
 
 
@@ -258,8 +271,8 @@ def test_one_compilation_under_jit():
 def test_bfloat16_params_match_optax_and_keep_dtype():
     params = model_params(jnp.bfloat16)
     tx, ref = jaxnn_pair(by_ndim), optax_pair(by_ndim)
-    p, traj = trajectory(tx, params, jaxnn.apply_updates)
-    p_ref, _ = trajectory(ref, params, optax.apply_updates)
+    p, traj = jitted_trajectory(tx, params, jaxnn.apply_updates)
+    p_ref, _ = jitted_trajectory(ref, params, optax.apply_updates)
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(p))
     assert all(u.dtype == jnp.bfloat16 for u in jax.tree.leaves(traj[-1][0]))
     assert_leaves_close(p, p_ref, jnp.bfloat16)
@@ -387,11 +400,12 @@ def test_paths_of_flax_and_equinox_modules():
         warnings.simplefilter("ignore", DeprecationWarning)
         from flax import linen as nn
 
-    mlp = eqx.nn.MLP(3, 2, 4, depth=1, key=jax.random.key(0))
+    # Only the paths matter: the modules are built abstractly (no initializers run).
+    mlp = eqx.filter_eval_shape(eqx.nn.MLP, 3, 2, 4, depth=1, key=jax.random.key(0))
     labels = jaxnn.label_by_path([(r"/weight$", "w")], "other")(mlp)
     # equinox: attribute "layers" (a tuple), then Linear's "weight"/"bias".
     assert labels.layers[0].weight == "w" and labels.layers[1].bias == "other"
-    flax_params = nn.Dense(3).init(jax.random.key(0), jnp.zeros((1, 2)))
+    flax_params = jax.eval_shape(nn.Dense(3).init, jax.random.key(0), jnp.zeros((1, 2)))
     labels = jaxnn.label_by_path([(r"^params/kernel$", "k")], "other")(flax_params)
     assert labels["params"] == {"kernel": "k", "bias": "other"}
 
@@ -584,18 +598,124 @@ print("partition sharded OK")
 
 
 def test_sharded_on_8_cpu_devices():
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", "-c", SHARDED_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run_on_8_cpu_devices(SHARDED_SCRIPT, expect="partition sharded OK")
+
+
+# ----------------------- issue 11: callable label trees, extra args, map_params
+
+
+class Affine(eqx.Module):
+    """An equinox layer: its labels tree (strings where the arrays were) is callable."""
+
+    w: Any
+    b: Any
+
+    def __call__(self, x):
+        return x @ self.w + self.b
+
+
+def block_params():
+    rng = np.random.default_rng(1)
+    return Affine(
+        w=jnp.asarray(rng.normal(size=(3, 2)), jnp.float32),
+        b=jnp.asarray(rng.normal(size=(2,)), jnp.float32),
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "partition sharded OK" in proc.stdout
+
+
+def test_callable_pytree_labels_are_a_labels_tree():
+    """An equinox Module of labels is labels, not a label function (optax's
+    `masked` rule; optax 0.2.8's partition would call it, so the reference gets
+    the same Module from a function)."""
+    params = block_params()
+    labels = Affine(w="kernel", b="rest")
+    assert callable(labels)
+    p, _ = trajectory(jaxnn_pair(labels), params, jaxnn.apply_updates)
+    p_ref, _ = trajectory(optax_pair(lambda _: labels), params, optax.apply_updates)
+    assert_leaves_close(p, p_ref)
+
+
+def test_labels_that_are_functions_stay_labels_as_optax():
+    """A dict whose leaves are functions is a labels tree (optax's partition too)."""
+    params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+    fa, fb = (lambda x: x), (lambda x: -x)
+    transforms = {fa: jaxnn.sgd(0.1), fb: jaxnn.sgd(0.5)}
+    tx = jaxnn.partition(transforms, {"w": fa, "b": fb})
+    ref = optax.partition({fa: optax.sgd(0.1), fb: optax.sgd(0.5)}, {"w": fa, "b": fb})
+    g = random_grads(params, 0)
+    u, _ = tx.update(g, tx.init(params), params)
+    u_ref, _ = ref.update(g, ref.init(params), params)
+    assert_leaves_close(u, u_ref)
+
+
+def _offset_update(updates, state, params=None, *, offsets=None, **extra_args):
+    """Adds the sum of the leaves of `offsets` it receives to every update."""
+    del params, extra_args
+    total = sum(jnp.sum(x) for x in jax.tree.leaves(offsets))
+    return jax.tree.map(lambda u: u + total, updates), state
+
+
+@pytest.mark.parametrize("compatible", [True, False])
+def test_mask_compatible_extra_args_as_optax(compatible):
+    params = model_params()
+    offsets = jax.tree.map(jnp.ones_like, params)
+    offset = optax.GradientTransformationExtraArgs(
+        lambda p: optax.EmptyState(), _offset_update
+    )
+    transforms = {"kernel": offset, "rest": optax.chain(offset, optax.scale(2.0))}
+    kw = dict(mask_compatible_extra_args=compatible)
+    tx = jaxnn.partition(transforms, KERNEL_LABELS, **kw)
+    ref = optax.partition(transforms, KERNEL_LABELS, **kw)
+    g = random_grads(params, 0)
+    u, _ = tx.update(g, tx.init(params), params, offsets=offsets)
+    u_ref, _ = ref.update(g, ref.init(params), params, offsets=offsets)
+    assert_leaves_close(u, u_ref)
+    n_kernel = 6 * 5 + 5 * 4 + 4 * 3
+    expected_w = g["head"]["w"] + (n_kernel if compatible else params_size(params))
+    np.testing.assert_allclose(u["head"]["w"], expected_w, **tol(jnp.float32))
+
+
+def params_size(params):
+    return sum(x.size for x in jax.tree.leaves(params))
+
+
+def _map_params_leaves(tx, params):
+    """optax.tree.map_params(tx.init, ...) over tx's state: each state leaf's
+    param path, or '-' for a leaf that is not a copy of the params."""
+    is_masked = lambda v: isinstance(v, jaxnn.MaskedNode | optax.MaskedNode)  # noqa: E731
+    tags = jax.tree.unflatten(
+        jax.tree.structure(params),
+        [jax.tree_util.keystr(p) for p, _ in jax.tree.leaves_with_path(params)],
+    )
+    state = tx.init(params)
+    mapped = optax.tree.map_params(
+        tx.init,
+        lambda p, tag: p if is_masked(p) else tag,
+        state,
+        tags,
+        transform_non_params=lambda v: jax.tree.map(lambda _: "-", v),
+        is_leaf=is_masked,
+    )
+    assert jax.tree.structure(mapped) == jax.tree.structure(state)
+    return jax.tree.leaves(mapped)
+
+
+def strict_labels(params):
+    """A label function that indexes the params: it cannot read a placeholder."""
+    return {
+        "encoder": [{"w": "kernel", "b": "rest"} for _ in params["encoder"]],
+        "bn": jaxnn.BatchNormParams(scale="rest", bias="rest"),
+        "head": {"w": "kernel", "b": "rest"},
+    }
+
+
+@pytest.mark.parametrize("how", [*LABELS, "strict_function"])
+def test_optax_tree_map_params_over_the_state(how):
+    """How users annotate the state's shardings from the params' (issue 11)."""
+    params = model_params()
+    labels = strict_labels if how == "strict_function" else LABELS[how]
+    got = _map_params_leaves(jaxnn_pair(labels), params)
+    # optax's partition calls a label function on its placeholder: the
+    # reference gets the equivalent labels tree.
+    expected = _map_params_leaves(optax_pair(KERNEL_LABELS), params)
+    assert got == expected
+    assert "['head']['w']" in got and "['head']['b']" in got

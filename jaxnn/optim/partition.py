@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 
 import jax
 
+from jaxnn._checks import check_bool
+from jaxnn._masks import has_no_leaves, is_mask_fn
 from jaxnn.optim.base import GradientTransformation, Params
 from jaxnn.optim.masking import masked
 
@@ -121,6 +123,8 @@ def _check_labels_match(labels: Any, transforms: Mapping[Hashable, Any]) -> None
 def partition(
     transforms: Mapping[Hashable, GradientTransformation],
     param_labels: Labels,
+    *,
+    mask_compatible_extra_args: bool = False,
 ) -> GradientTransformation:
     """Applies a different transform to each group of params, as `optax.partition`.
 
@@ -132,20 +136,32 @@ def partition(
     own leaves. The state has optax's fields and leaves, so optax's tree
     utilities and checkpoints read it.
 
+    `param_labels` is a function when it is callable and every leaf of it is
+    callable (the rule of `masked`): a callable pytree of labels, such as an
+    equinox Module with strings where the arrays were, is a labels tree. (optax
+    0.2.8's `partition` calls any callable, so it fails on such a tree.) Params
+    with no leaves, such as the placeholder of `optax.tree.map_params`, are
+    passed to every transform without consulting the labels, as optax's
+    `masked` does (optax's `partition` still calls a label function on the
+    placeholder, so one that indexes the params fails there; jaxnn's does not).
+
     Args:
       transforms: a mapping from each label to a transform (jaxnn's or optax's).
       param_labels: a pytree of labels (hashable, e.g. strings) with the params'
-        structure or a prefix of it, or a callable `params -> such a pytree`
+        structure or a prefix of it, or a function `params -> such a pytree`
         (called on the params in `init` and on the updates in `update`), such as
         `label_by_path(...)`.
+      mask_compatible_extra_args: whether the extra keyword arguments of
+        `update` with the updates' pytree structure are masked for each
+        transform like the updates (as optax; see `masked`).
 
     Returns:
       A GradientTransformation with state `PartitionState`; `update` passes
       `params` and extra keyword arguments to every transform.
 
     Raises:
-      TypeError: if `transforms` is not a mapping of transforms, or a label is
-        None or unhashable.
+      TypeError: if `transforms` is not a mapping of transforms, a label is
+        None or unhashable, or `mask_compatible_extra_args` is not a bool.
       ValueError: (at init/update, when the labels are known) if a label has no
         transform, or a transform's label is on no leaf (both name the label and
         the leaf paths), or the labels do not match the params' structure.
@@ -170,16 +186,24 @@ def partition(
                 f"transforms[{label!r}] must be a gradient transformation with init "
                 f"and update, got {tx!r}"
             )
+    check_bool("mask_compatible_extra_args", mask_compatible_extra_args)
     transforms = dict(transforms)
 
     def resolve(tree):
-        labels = param_labels(tree) if callable(param_labels) else param_labels
+        if has_no_leaves(tree):
+            return None  # nothing to label; `masked` passes such a tree through
+        labels = param_labels(tree) if is_mask_fn(param_labels) else param_labels
         _check_labels_match(labels, transforms)
         return labels
 
     def group(labels, tx, label):
-        mask = jax.tree.map(lambda leaf: bool(leaf == label), labels)
-        return masked(tx, mask)
+        # labels None: a leafless tree, which `masked` never reads the mask of.
+        mask = (
+            True
+            if labels is None
+            else jax.tree.map(lambda leaf: bool(leaf == label), labels)
+        )
+        return masked(tx, mask, mask_compatible_extra_args=mask_compatible_extra_args)
 
     def init(params):
         labels = resolve(params)

@@ -2,7 +2,8 @@
 
 Each adds the gradient of a penalty on the params to the updates. With a `mask`
 (see `masked`), only the selected params are regularized, e.g. to exempt biases
-and BatchNorm scales from weight decay.
+and BatchNorm scales from weight decay. A callable pytree of bools (an equinox
+Module with bools where the arrays were) is a mask tree, as in optax.
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn._checks import check_nonnegative, check_tree_matches
-from jaxnn._dtypes import compute_dtype
+from jaxnn._dtypes import compute_dtype, is_complex
 from jaxnn._masks import Mask
-from jaxnn.optim.base import EmptyState, GradientTransformation, safe_increment
+from jaxnn.optim.base import (
+    EmptyState,
+    GradientTransformation,
+    ScalarOrSchedule,
+    safe_increment,
+)
 from jaxnn.optim.masking import masked
 from jaxnn.optim.transforms import ScaleByScheduleState
 
@@ -26,8 +32,12 @@ def _add_param_term(
     strength: Any,
     term: Callable[[jax.Array], jax.Array],
     mask: Mask | None,
+    complex_error: str | None = None,
 ) -> GradientTransformation:
-    """Builds `g + strength · term(p)`, `strength` a number or a schedule."""
+    """Builds `g + strength · term(p)`, `strength` a number or a schedule.
+
+    With `complex_error`, complex params are rejected (TypeError, that reason).
+    """
     if callable(strength):
         schedule = strength
     else:
@@ -45,6 +55,10 @@ def _add_param_term(
         if params is None:
             raise ValueError(f"{name}: update() needs the params (params=None given)")
         check_tree_matches(updates, "updates", params, "params")
+        if complex_error is not None:
+            for p in jax.tree.leaves(params):
+                if is_complex(p.dtype):
+                    raise TypeError(f"{name}: {complex_error}, got {p.dtype}")
         if schedule is not None:
             s = jnp.asarray(schedule(state.count))
             state = ScaleByScheduleState(count=safe_increment(state.count))
@@ -64,7 +78,7 @@ def _add_param_term(
 
 
 def add_decayed_weights(
-    weight_decay: float | Callable[[jax.Array], Any], mask: Mask | None = None
+    weight_decay: ScalarOrSchedule = 0.0, mask: Mask | None = None
 ) -> GradientTransformation:
     """Adds weight decay: g ← g + λw (the gradient of the L2 penalty λ/2·Σw²).
 
@@ -73,9 +87,10 @@ def add_decayed_weights(
 
     Args:
       weight_decay: λ >= 0, or a schedule `count -> λ` (called with the count
-        before it is incremented).
+        before it is incremented). The default 0.0 (as optax) adds nothing.
       mask: None (decay every param), a pytree of bools with the params'
-        structure, or a callable `params -> pytree of bools` (True = decayed).
+        structure, or a function `params -> pytree of bools` (True = decayed).
+        A callable pytree of bools (an equinox Module) is a tree (see `masked`).
 
     Returns:
       A GradientTransformation (state `EmptyState`, `ScaleByScheduleState` for a
@@ -100,8 +115,9 @@ def add_l1(
 
     Args:
       strength: λ >= 0, or a schedule `count -> λ`.
-      mask: None, a pytree of bools with the params' structure, or a callable
-        `params -> pytree of bools` (True = regularized).
+      mask: None, a pytree of bools with the params' structure, or a function
+        `params -> pytree of bools` (True = regularized). A callable pytree of
+        bools (an equinox Module) is a tree (see `masked`).
 
     Returns:
       A GradientTransformation; `update` needs `params`.
@@ -109,9 +125,17 @@ def add_l1(
     Raises:
       ValueError: if a concrete `strength` is negative, or `update` gets no
         params.
+      TypeError: if `update` gets complex params.
 
     References:
       Tibshirani, "Regression Shrinkage and Selection via the Lasso", JRSS B
       1996.
     """
-    return _add_param_term("strength", strength, jnp.sign, mask)
+    return _add_param_term(
+        "strength",
+        strength,
+        jnp.sign,
+        mask,
+        complex_error="add_l1 takes real params (sign(w) is not the L1 "
+        "subgradient of a complex weight)",
+    )
