@@ -1,6 +1,7 @@
 """jaxnn vs optax: the jitted optimizer step, timed in the same process, interleaved.
 
-Run `python benchmarks/optimizers.py` (full, about 7 minutes on a 2-core CPU) or
+Run `python benchmarks/optimizers.py` (full, about 7 minutes on a 2-core CPU, plus
+the glue rows: minutes more, mostly compiling the float16 loss-scaling steps) or
 `python benchmarks/optimizers.py --quick` (small sizes, a smoke run);
 `python benchmarks/run_all.py` runs it with the other benchmarks and saves the
 results. `--help` lists the flags.

@@ -1,6 +1,6 @@
 """Every benchmark on whatever backend JAX finds, saved as one JSON file and one table.
 
-    python benchmarks/run_all.py            # full sizes (about 10 minutes on 2 cores)
+    python benchmarks/run_all.py            # full sizes (15 minutes or more on 2 cores)
     python benchmarks/run_all.py --quick    # small sizes: a smoke run
 
 Runs, in one process: the device's triad bandwidth (`triad.py`, on a large array:
