@@ -95,7 +95,7 @@ CASES = {
     "global_norm": (
         lambda: jaxnn.global_norm({"a": "x"}),
         TypeError,
-        "tree['a'] must be a numeric array",
+        "updates['a'] must be a numeric array",
     ),
     "gradient_norms": (
         lambda: jaxnn.gradient_norms({"a": "x"}),
