@@ -197,21 +197,24 @@ def global_norm(updates: Any) -> jax.Array:
 
 
 def clip_norms(
-    xs: Sequence[jax.Array], axes: Sequence[int | tuple[int, ...] | None]
+    xs: Sequence[jax.Array],
+    axes: Sequence[int | tuple[int, ...] | None],
+    wholes: int = 0,
 ) -> tuple[list[jax.Array], list[jax.Array]]:
     """Norms for the clips: guarded against overflow only, with one shared fallback.
 
     For each `x` of `xs`: its L2 norms over `axes[i]` (reduced axes kept, so they
-    broadcast against `x`), and its whole norm ‖x‖ (a scalar), accumulated in
-    float32 or wider; complex elements contribute |x|².
+    broadcast against `x`), accumulated in float32 or wider; complex elements
+    contribute |x|². For the first `wholes` arrays also the whole norm ‖x‖.
 
-    One fused pass per array computes the plain sums of squares s. If any of them,
-    or their total, overflowed to inf (|x| above ~1e19 in float32), a single
-    `lax.cond` shared by all arrays recomputes every norm as sqrt(Σ (c·x)²)/c with
+    One fused pass per array computes the plain sums of squares s. If any array's
+    total overflowed to inf (|x| above ~1e19 in float32), a single `lax.cond`
+    shared by all arrays recomputes every unit norm as sqrt(Σ (c·x)²)/c with
     c = 2^(−5E/8) on the units that overflowed (E the exponent range, as in
-    `l2_norm`) and c = 1 elsewhere, and the whole norms as m·sqrt(Σ (nᵢ/m)²) of the
-    unit norms. Ordinary inputs never pay for that branch, and one cond per
-    transform (not one per leaf) keeps the compiled program small.
+    `l2_norm`) and c = 1 elsewhere, and the whole norms that overflowed as
+    sqrt(Σ (c·nᵤ)²)/c. Ordinary inputs never pay for that branch, and one cond per
+    transform (not one per leaf) with one reduction per array keeps the compiled
+    program small.
 
     Underflow is not guarded: squares below the smallest normal (elements below
     ~1e-19 in float32) may flush to zero, so a norm below ~1e-18 may read as 0 or
@@ -222,10 +225,11 @@ def clip_norms(
     Args:
       xs: floating or complex arrays.
       axes: for each array, the axes of its units (None: the whole array).
+      wholes: how many of the leading arrays also need their whole norm.
 
     Returns:
-      (the unit norms of each array, keepdims; the whole norm of each array), in
-      each array's accumulation dtype.
+      (the unit norms of each array, keepdims; the whole norms of the first
+      `wholes` arrays, scalars), in each array's accumulation dtype.
     """
     if not xs:
         return [], []
@@ -235,25 +239,40 @@ def clip_norms(
     ]
     # The barrier keeps XLA from folding sum(sum(x², axes)) into a second full
     # reduction of x² (two readers of x², which XLA:CPU then materializes).
-    sums = [jnp.sum(s) for s in jax.lax.optimization_barrier(unit_sums)]
-    acc = promote_types(*(s.dtype for s in sums))
-    overflow = jnp.isinf(functools.reduce(jnp.add, [s.astype(acc) for s in sums]))
+    totals = [
+        s.reshape(()) if a is None else jnp.sum(s)
+        for s, a in zip(jax.lax.optimization_barrier(unit_sums), axes, strict=True)
+    ]
+    overflow = functools.reduce(jnp.logical_or, [jnp.isinf(t) for t in totals])
 
     def plain(operands):
-        unit_sums, sums = operands
-        return [jnp.sqrt(s) for s in unit_sums], [jnp.sqrt(s) for s in sums]
+        unit_sums, totals = operands
+        return [jnp.sqrt(s) for s in unit_sums], [jnp.sqrt(t) for t in totals[:wholes]]
 
     def rescaled(operands):
-        unit_sums, _ = operands
-        norms = []
-        for x, s, a in zip(xs, unit_sums, axes, strict=True):
-            e = jnp.finfo(s.dtype).maxexp
-            down = jnp.asarray(2.0 ** (-(5 * e) // 8), s.dtype)
+        unit_sums, totals = operands
+        norms, whole = [], []
+        for i, (x, s, a) in enumerate(zip(xs, unit_sums, axes, strict=True)):
+            down = _down(s.dtype)
             c = jnp.where(jnp.isinf(s), down, jnp.ones_like(s))
             norms.append(_scaled_norm(x, c, axis=a, keepdims=True))
-        return norms, [combine_norms(n.ravel()) for n in norms]
+            if i >= wholes:
+                continue
+            if a is None:
+                whole.append(norms[-1].reshape(()))
+                continue
+            # sqrt(Σ units n²) at the scale `down` where the total overflowed.
+            scaled = norms[-1] * down
+            at_down = jnp.sqrt(jnp.sum(scaled * scaled)) / down
+            whole.append(jnp.where(jnp.isinf(totals[i]), at_down, jnp.sqrt(totals[i])))
+        return norms, whole
 
-    return _cond(overflow, rescaled, plain, (unit_sums, sums))
+    return _cond(overflow, rescaled, plain, (unit_sums, totals))
+
+
+def _down(dtype: Any) -> jax.Array:
+    """2^(−5E/8), E the exponent range of `dtype` (see `_rescale_factor`)."""
+    return jnp.asarray(2.0 ** (-(5 * jnp.finfo(dtype).maxexp) // 8), dtype)
 
 
 def norm_dtype(tree: Any) -> jnp.dtype:

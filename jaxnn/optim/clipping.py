@@ -184,7 +184,7 @@ def clip_by_layer_norm(max_norm: float) -> GradientTransformation:
                 f"{state.layer_norms.shape} for {len(leaves)} leaves; was the state "
                 "built by init on params of another structure?"
             )
-        _, norms = clip_norms(leaves, [None] * len(leaves))
+        _, norms = clip_norms(leaves, [None] * len(leaves), wholes=len(leaves))
         clipped = [
             _scale(g, _scale_factor(n, max_norm))
             for g, n in zip(leaves, norms, strict=True)
@@ -295,7 +295,7 @@ def adaptive_grad_clip(
         ps = treedef.flatten_up_to(params)  # type: ignore[attr-defined]
         axes = [_unit_axes(g, axis) for g in gs]
         # One shared overflow fallback for the norms of both trees.
-        unit_norms, whole_norms = clip_norms(gs + ps, axes + axes)
+        unit_norms, whole_norms = clip_norms(gs + ps, axes + axes, wholes=len(gs))
         clipped = []
         for g, g_norm, p_norm in zip(
             gs, unit_norms[: len(gs)], unit_norms[len(gs) :], strict=True
@@ -307,7 +307,7 @@ def adaptive_grad_clip(
             factor = jnp.where(clip, limit / jnp.where(clip, g_norm, 1), 1)
             clipped.append(_scale(g, factor))
         # The global norm from each leaf's whole norm: scalars, no concatenation.
-        norm = _global_from(whole_norms[: len(gs)], state.norm.dtype)
+        norm = _global_from(whole_norms, state.norm.dtype)
         return jax.tree.unflatten(treedef, clipped), ClipState(norm)
 
     return GradientTransformation(_clip_state_init, update)
