@@ -25,7 +25,9 @@ from pathlib import Path
 # worker reading one that another is still writing) is a warning and a fresh
 # compilation (pyproject's filterwarnings keeps that one warning from failing).
 # Every compilation is cached, however short (min compile time 0, no minimum
-# size): the suite's many small programs are most of its compile time.
+# size): the suite's many small programs are most of its compile time. Nothing
+# is evicted (eviction needs the `filelock` package): entries of programs that no
+# longer exist stay until `.jax_cache/` is deleted, which is always safe.
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = {
     "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"),
