@@ -1,6 +1,7 @@
 """jaxnn vs optax: the jitted optimizer step, timed in the same process, interleaved.
 
-Run `python benchmarks/optimizers.py` (full, about 7 minutes on a 2-core CPU) or
+Run `python benchmarks/optimizers.py` (full, about 7 minutes on a 2-core CPU, plus
+the glue rows: minutes more, mostly compiling the float16 loss-scaling steps) or
 `python benchmarks/optimizers.py --quick` (small sizes, a smoke run);
 `python benchmarks/run_all.py` runs it with the other benchmarks and saves the
 results. `--help` lists the flags.
@@ -28,20 +29,49 @@ element, n elements:
     rmsprop centered / momentum   read g, s1, s2, p; write s1, s2, p      7 n
     adam, adamw, nadam            read g, m, v, p; write m, v, p          7 n
     clip_by_global_norm + adamw   adamw plus one extra read of g (norm)   8 n
+    clip_by_layer_norm + adamw    the same (per-leaf norms)               8 n
+    adaptive_grad_clip + adamw    adamw plus one extra read of g and p    9 n
 
 Compile time is that of `jax.jit(step).lower(...).compile()` for each library. In
 the tables it is measured in this process, after the other cases: XLA reuses kernels
 it has already compiled (identical elementwise kernels of either library), so these
 figures are only indicative. The last table (`--fresh-compile`, on by default for
-adam and clip+adamw) compiles each step in a fresh Python process, alternating the
-libraries (each process runs this script with `--compile-one NAME LIB`), and reports
-the median of `--compile-reps` processes.
+adam and the three clips + adamw) compiles each step in a fresh Python process,
+alternating the libraries (each process runs this script with `--compile-one NAME
+LIB`), and reports the median of `--compile-reps` processes.
 
 From each compiled step (`hlo_stats.py`): `kernels`, the fusions one call launches;
 `traffic`, the bytes those kernels read and write, in units of the parameter bytes
 (4 n), to compare with the minimum above (e.g. 10 for Adam, whose m, v and p are
 three kernels that each stream their inputs, against a minimum of 7); and `temp MB`,
 the scratch memory XLA allocates (a materialized intermediate shows up here).
+
+Glue (`--glue`; by default all, none with `--only`): the wrappers that add no
+arithmetic of their own, each on the ResNet-50 tree against two references timed in
+the same rounds (three steps per round, the order reversed every other round): the
+optax equivalent and the plain optimizer the glue wraps, written without it.
+
+    partition          jaxnn.partition({"adamw": adamw, "sgd": sgd},
+                       label_by_path([(kernel$, "adamw")], "sgd"))
+      optax            optax.partition of optax.adamw and optax.sgd, same labels
+      plain            adamw on the kernels' sub-dict and sgd on the rest's,
+                       split and merged by hand
+    dynamic_loss_scale jaxnn.dynamic_loss_scale(adamw) on float16 params and
+                       float16 gradients scaled by S = 2**15
+      optax            the jmp recipe with optax's skip: unscale in the gradients'
+                       dtype (G * (1/S), as jmp does), then
+                       optax.apply_if_finite(optax.adamw)
+      plain            G * (1/S) in float32, adamw, and a finite check that
+                       zeroes the updates and keeps the state (jnp.where)
+    inject_hyperparams optax.inject_hyperparams(jaxnn.adamw)(learning_rate=...)
+      optax            optax.inject_hyperparams(optax.adamw)(learning_rate=...)
+      plain            jaxnn.adamw
+
+Their minimum bytes: partition 7 n_kernels + 3 n_rest float32 elements;
+inject_hyperparams 7 n; dynamic_loss_scale 8 n float16 elements (adamw's 7 arrays,
+which are float16 here, plus the finite check's read of g). Targets: the glue's
+time at most the optax equivalent's (ratio <= 1) and at most 1.05 times the plain
+optimizer's.
 
 Figures from a shared 2-core machine are noisy; rerun before drawing conclusions.
 See benchmarks/README.md for the method and the latest table.
@@ -109,7 +139,21 @@ OPTIMIZERS: dict[str, Pair] = {
         lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(LR)),
         8,
     ),
+    # Per-layer clip: optax's nearest is clip_by_block_rms (the same rule on each
+    # leaf's RMS instead of its L2 norm, equal cost).
+    "layer_clip+adamw": Pair(
+        lambda: jaxnn.chain(jaxnn.clip_by_layer_norm(1.0), jaxnn.adamw(LR)),
+        lambda: optax.chain(optax.clip_by_block_rms(1.0), optax.adamw(LR)),
+        8,
+    ),
+    "agc+adamw": Pair(
+        lambda: jaxnn.chain(jaxnn.adaptive_grad_clip(0.01), jaxnn.adamw(LR)),
+        lambda: optax.chain(optax.adaptive_grad_clip(0.01), optax.adamw(LR)),
+        9,
+    ),
 }
+# The fresh-process compile table's default optimizers.
+FRESH_DEFAULT = ("adam", "clip+adamw", "layer_clip+adamw", "agc+adamw")
 APPLY = {"jaxnn": jaxnn.apply_updates, "optax": optax.apply_updates}
 
 
@@ -376,6 +420,291 @@ def run(
     return cases, compile_rows
 
 
+# Glue: wrappers benchmarked against the optax equivalent and the plain optimizer.
+
+LOSS_SCALE = 2.0**15
+GLUE_REFS = ("jaxnn", "optax", "plain")
+
+
+def _is_kernel(path: str) -> bool:
+    return path.endswith("kernel")
+
+
+def _kernel_labels(params: dict) -> dict:
+    """The partition's labels as an optax user writes them (the tree is a flat dict)."""
+    return {k: "adamw" if _is_kernel(k) else "sgd" for k in params}
+
+
+def _split_by_hand(transforms: dict, label_of: Callable[[str], str]):
+    """Each transform on its own sub-dict of the flat params dict, merged by hand.
+
+    The plain equivalent of a partition: no masks, no `MaskedNode`s, one state per
+    group built for that group's leaves only.
+    """
+
+    def select(tree, label):
+        return {k: v for k, v in tree.items() if label_of(k) == label}
+
+    def init(params):
+        return {
+            label: tx.init(select(params, label)) for label, tx in transforms.items()
+        }
+
+    def update(grads, state, params=None):
+        out, new_state = {}, {}
+        for label, tx in transforms.items():
+            sub_params = None if params is None else select(params, label)
+            sub_grads = select(grads, label)
+            u, new_state[label] = tx.update(sub_grads, state[label], sub_params)
+            out.update(u)
+        return {k: out[k] for k in grads}, new_state
+
+    return optax.GradientTransformation(init, update)
+
+
+def _unscale_in_grad_dtype():
+    """G * (1/S) in the gradients' own dtype, as jmp's `DynamicLossScale.unscale`."""
+
+    def unscale(grads, params):
+        del params
+        return jax.tree.map(lambda g: g * jnp.asarray(1 / LOSS_SCALE, g.dtype), grads)
+
+    return optax.stateless(unscale)
+
+
+def _finite_checked(inner):
+    """Plain `inner` with the least a loss-scaled step must add: a finite check.
+
+    G * (1/S) in float32, `inner`, then the updates zeroed and the state kept
+    where any unscaled gradient is NaN or inf. S lives in the state (a run-time
+    value, as in any training loop) and is never adjusted.
+    """
+
+    def init(params):
+        return inner.init(params), jnp.asarray(LOSS_SCALE, jnp.float32)
+
+    def update(grads, state, params=None):
+        inner_state, scale = state
+        inv = 1 / scale
+        g = jax.tree.map(lambda x: x.astype(jnp.float32) * inv, grads)
+        finite = jaxnn.all_finite(g)
+        updates, new_inner = inner.update(g, inner_state, params)
+        updates = jax.tree.map(lambda u: jnp.where(finite, u, 0), updates)
+        new_inner = jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old), new_inner, inner_state
+        )
+        return updates, (new_inner, scale)
+
+    return optax.GradientTransformation(init, update)
+
+
+@dataclasses.dataclass(frozen=True)
+class Glue:
+    """A jaxnn glue transform, its optax equivalent, and the plain optimizer."""
+
+    jaxnn: Callable[[], Any]
+    optax: Callable[[], Any]
+    plain: Callable[[], Any]
+    dtype: Any  # the params' (and gradients') dtype
+    grad_scale: float  # the gradients handed to the step are g * grad_scale
+    # (minimum bytes of the step, as a multiple of the parameter bytes)
+    min_arrays: Callable[[dict], float]
+
+
+def _partition_min_arrays(params: dict) -> float:
+    """The minimum of the partition: 7 arrays on the kernels (adamw), 3 on the rest."""
+    kernels = sum(v.size for k, v in params.items() if _is_kernel(k))
+    rest = sum(v.size for k, v in params.items() if not _is_kernel(k))
+    return (7 * kernels + 3 * rest) / (kernels + rest)
+
+
+GLUE: dict[str, Glue] = {
+    "partition": Glue(
+        lambda: jaxnn.partition(
+            {"adamw": jaxnn.adamw(LR), "sgd": jaxnn.sgd(LR)},
+            jaxnn.label_by_path([(r"kernel$", "adamw")], "sgd"),
+        ),
+        lambda: optax.partition(
+            {"adamw": optax.adamw(LR), "sgd": optax.sgd(LR)}, _kernel_labels
+        ),
+        lambda: _split_by_hand(
+            {"adamw": jaxnn.adamw(LR), "sgd": jaxnn.sgd(LR)},
+            lambda k: "adamw" if _is_kernel(k) else "sgd",
+        ),
+        jnp.float32,
+        1.0,
+        _partition_min_arrays,
+    ),
+    "dynamic_loss_scale": Glue(
+        lambda: jaxnn.dynamic_loss_scale(jaxnn.adamw(LR), init_scale=LOSS_SCALE),
+        lambda: optax.chain(
+            _unscale_in_grad_dtype(),
+            optax.apply_if_finite(optax.adamw(LR), max_consecutive_errors=2**30),
+        ),
+        lambda: _finite_checked(jaxnn.adamw(LR)),
+        jnp.float16,
+        LOSS_SCALE,
+        lambda params: 8.0,
+    ),
+    "inject_hyperparams": Glue(
+        lambda: optax.inject_hyperparams(jaxnn.adamw)(learning_rate=LR),
+        lambda: optax.inject_hyperparams(optax.adamw)(learning_rate=LR),
+        lambda: jaxnn.adamw(LR),
+        jnp.float32,
+        1.0,
+        lambda params: 7.0,
+    ),
+}
+GLUE_APPLY = {
+    "jaxnn": jaxnn.apply_updates,
+    "optax": optax.apply_updates,
+    "plain": jaxnn.apply_updates,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class GlueRow:
+    """One glue transform; each dict is keyed by "jaxnn", "optax" and "plain"."""
+
+    glue: str
+    dtype: str
+    ms: dict[str, float]  # median step time
+    bandwidth_fraction: dict[str, float]  # of the triad, minimum bytes / time
+    compile_s: dict[str, float]  # in this process: indicative only
+    kernels: dict[str, int]  # fusions one call launches
+    traffic: dict[str, float]  # bytes those kernels stream / parameter bytes
+    temp_mb: dict[str, float]  # XLA scratch memory
+    min_arrays: float  # the minimum traffic / parameter bytes
+
+    @property
+    def ratio(self) -> float:
+        """Time of jaxnn's glue over optax's equivalent (target <= 1)."""
+        return self.ms["jaxnn"] / self.ms["optax"]
+
+    @property
+    def ratio_plain(self) -> float:
+        """Time of jaxnn's glue over the plain optimizer (target <= 1.05)."""
+        return self.ms["jaxnn"] / self.ms["plain"]
+
+
+@dataclasses.dataclass(frozen=True)
+class GlueCase:
+    """The glue rows on one tree, with the triad timed in the same rounds."""
+
+    label: str
+    leaves: int
+    params: int
+    triad_gbps: float
+    rows: list[GlueRow]
+
+
+def bench_glue(
+    shapes: dict, label: str, rounds: int, warmup: int, names: Sequence[str]
+) -> GlueCase:
+    """Times each glue of `names` against its optax equivalent and the plain step."""
+    base_params, base_grads = make_tree(shapes, 0), make_tree(shapes, 1)
+    n = sum(x.size for x in jax.tree.leaves(base_params))
+    triad = Triad(n)
+    for _ in range(warmup):
+        triad.run(record=False)
+    print(f"\n== glue on the {label}: {len(shapes)} leaves, {n / 1e6:.1f}M params")
+    header = (
+        f"{'glue':<20}{'dtype':>8}{'jaxnn ms':>10}{'optax ms':>10}{'plain ms':>10}"
+        f"{'j/optax':>9}{'j/plain':>9}{'%bw j/o/p':>15}{'kernels j/o/p':>17}"
+        f"{'traffic j/o/p':>19}{'min':>6}{'temp MB j/o/p':>19}"
+    )
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for name in names:
+        glue = GLUE[name]
+        params = jax.tree.map(lambda x, g=glue: x.astype(g.dtype), base_params)
+        grads = jax.tree.map(
+            lambda x, g=glue: (x * g.grad_scale).astype(g.dtype), base_grads
+        )
+        param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
+        timed, compile_s, stats = {}, {}, {}
+        for ref in GLUE_REFS:
+            tx = getattr(glue, ref)()
+            compiled, state, compile_s[ref], stats[ref] = compile_step(
+                tx, GLUE_APPLY[ref], params, grads
+            )
+            timed[ref] = _Timed(compiled, copy_tree(params), state, [])
+        case_triad = len(triad.times)
+        for _ in range(warmup):
+            for t in timed.values():
+                t.params, t.state = t.step(t.params, t.state, grads)
+                jax.block_until_ready((t.params, t.state))
+        for i in range(rounds):
+            for ref in GLUE_REFS if i % 2 == 0 else GLUE_REFS[::-1]:
+                t = timed[ref]
+                t0 = time.perf_counter()
+                t.params, t.state = t.step(t.params, t.state, grads)
+                jax.block_until_ready((t.params, t.state))
+                t.times.append(time.perf_counter() - t0)
+            triad.run()
+        triad_bw = triad.bandwidth(since=case_triad)
+        ms = {ref: statistics.median(t.times) * 1e3 for ref, t in timed.items()}
+        min_arrays = glue.min_arrays(params)
+        row = GlueRow(
+            glue=name,
+            dtype=jnp.dtype(glue.dtype).name,
+            ms=ms,
+            bandwidth_fraction={
+                ref: min_arrays * param_bytes / (ms[ref] / 1e3) / triad_bw
+                for ref in GLUE_REFS
+            },
+            compile_s=compile_s,
+            kernels={ref: st.fusions for ref, st in stats.items()},
+            traffic={ref: st.kernel_bytes / param_bytes for ref, st in stats.items()},
+            temp_mb={ref: st.temp_bytes / 1e6 for ref, st in stats.items()},
+            min_arrays=min_arrays,
+        )
+        print(format_glue_row(row))
+        rows.append(row)
+        del timed
+    triad_bw = triad.bandwidth()
+    print(
+        f"ratios: j/optax = jaxnn's glue / optax's equivalent (target <= 1), "
+        f"j/plain = jaxnn's glue / the plain optimizer (target <= 1.05); triad "
+        f"{triad_bw / 1e9:.1f} GB/s"
+    )
+    return GlueCase(label, len(shapes), n, triad_bw / 1e9, rows)
+
+
+def format_glue_row(r: GlueRow) -> str:
+    """One line of the printed glue table."""
+
+    def three(d, fmt):
+        return "/".join(format(d[ref], fmt) for ref in GLUE_REFS)
+
+    return (
+        f"{r.glue:<20}{r.dtype:>8}{r.ms['jaxnn']:>10.2f}{r.ms['optax']:>10.2f}"
+        f"{r.ms['plain']:>10.2f}{r.ratio:>9.3f}{r.ratio_plain:>9.3f}"
+        f"{three(r.bandwidth_fraction, '.0%'):>15}{three(r.kernels, 'd'):>17}"
+        f"{three(r.traffic, '.1f'):>19}{r.min_arrays:>6.1f}"
+        f"{three(r.temp_mb, '.1f'):>19}"
+    )
+
+
+def run_glue(
+    names: Sequence[str], *, quick: bool = False, rounds: int | None = None
+) -> GlueCase:
+    """The glue rows `names` (keys of `GLUE`) on the ResNet-50 tree.
+
+    Args:
+      names: keys of `GLUE`.
+      quick: the tree's first stage at widths / 16, 3 rounds, 1 warm-up call.
+      rounds: timed rounds (default 3 with `quick`, else 15).
+
+    Returns:
+      The glue case: one `GlueRow` per name.
+    """
+    rounds = rounds or (3 if quick else 15)
+    label = "ResNet-50-shaped tree" + (" (stage 1, widths / 16)" if quick else "")
+    return bench_glue(tree_shapes(quick), label, rounds, 1 if quick else 3, names)
+
+
 def compile_once(name: str, lib: str, quick: bool) -> float:
     """Seconds to trace, lower and compile one step on the ResNet-50 tree."""
     shapes = tree_shapes(quick)
@@ -434,13 +763,23 @@ def main() -> None:
         default=None,
         metavar="NAME",
         help="optimizers whose tree step is also compiled in fresh processes "
-        "(default adam clip+adamw; none with --quick)",
+        f"(default {' '.join(FRESH_DEFAULT)}; none with --quick)",
     )
     parser.add_argument(
         "--compile-reps",
         type=int,
         default=5,
         help="fresh processes per library for that table (default 5)",
+    )
+    parser.add_argument(
+        "--glue",
+        nargs="*",
+        default=None,
+        choices=list(GLUE),
+        metavar="NAME",
+        help="glue transforms to time against optax's equivalent and the plain "
+        f"optimizer, after the optimizers (default all: {' '.join(GLUE)}, or none "
+        "with --only; `--glue` alone: none)",
     )
     parser.add_argument(
         "--compile-one",
@@ -458,7 +797,7 @@ def main() -> None:
         return
     fresh = args.fresh_compile
     if fresh is None:
-        fresh = [] if args.quick else ["adam", "clip+adamw"]
+        fresh = [] if args.quick else list(FRESH_DEFAULT)
     run(
         args.only or list(OPTIMIZERS),
         quick=args.quick,
@@ -466,6 +805,11 @@ def main() -> None:
         fresh_compile=fresh,
         compile_reps=args.compile_reps,
     )
+    glue = args.glue
+    if glue is None:
+        glue = [] if args.only else list(GLUE)
+    if glue:
+        run_glue(glue, quick=args.quick, rounds=args.rounds)
 
 
 if __name__ == "__main__":

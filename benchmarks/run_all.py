@@ -1,13 +1,14 @@
 """Every benchmark on whatever backend JAX finds, saved as one JSON file and one table.
 
-    python benchmarks/run_all.py            # full sizes (about 10 minutes on 2 cores)
+    python benchmarks/run_all.py            # full sizes (15 minutes or more on 2 cores)
     python benchmarks/run_all.py --quick    # small sizes: a smoke run
 
 Runs, in one process: the device's triad bandwidth (`triad.py`, on a large array:
 host memory on CPU, the GPU's own memory on GPU), the optimizer steps against
 optax (`optimizers.py`: every optimizer, on one leaf and on the ResNet-50 tree,
-then the fresh-process compile table, left out with --quick), and BatchNorm and
-dropout against flax (`layers.py`). Writes
+then the fresh-process compile table, left out with --quick; then the glue
+transforms on the tree against optax's equivalents and the plain optimizers), and
+BatchNorm and dropout against flax (`layers.py`). Writes
 `benchmarks/results/<date>-<platform>-<device>.json` (all figures, the device and
 the versions of jax, jaxlib, optax and flax) and a `.md` file beside it with the
 same figures as markdown tables. `benchmarks/results/`
@@ -41,6 +42,8 @@ import jaxnn
 
 HERE = Path(__file__).resolve().parent
 QUICK_OPTIMIZERS = ["sgd", "clip+adamw"]
+# The cheapest glue to compile: a smoke test of the glue table.
+QUICK_GLUE = ["partition"]
 
 
 def environment() -> dict[str, Any]:
@@ -128,8 +131,11 @@ def run(quick: bool, compile_reps: int) -> dict[str, Any]:
         quick=quick,
         # Each fresh process imports jax and compiles the full-size tree: seconds
         # apiece, too slow for a smoke run.
-        fresh_compile=[] if quick else ["adam", "clip+adamw"],
+        fresh_compile=[] if quick else list(optimizers.FRESH_DEFAULT),
         compile_reps=compile_reps,
+    )
+    glue = optimizers.run_glue(
+        QUICK_GLUE if quick else list(optimizers.GLUE), quick=quick
     )
     print()
     layer_results = layers.run(quick=quick)
@@ -140,6 +146,7 @@ def run(quick: bool, compile_reps: int) -> dict[str, Any]:
         "device_triad": {"elements": n, "gbps": device_gbps},
         "optimizers": _plain(cases),
         "compile_fresh": _plain(compile_rows),
+        "glue": _plain(glue),
         "layers": _plain(layer_results),
     }
 
@@ -224,6 +231,49 @@ def markdown(r: dict[str, Any]) -> str:
                 for c in r["compile_fresh"]
             ],
         )
+    glue = r["glue"]
+    lines += [
+        "",
+        f"## Glue vs optax's equivalent and the plain optimizer: {glue['label']}",
+        "",
+        f"{glue['leaves']} leaves, {glue['params']:,} parameters; triad "
+        f"{glue['triad_gbps']:.1f} GB/s in the same rounds. Targets: glue / optax "
+        "<= 1, glue / plain <= 1.05. Traffic and min are in units of the "
+        "parameter bytes; optax's apply_if_finite runs adamw inside a lax.cond, "
+        "whose kernels the counts leave out.",
+        "",
+    ]
+    three = "jaxnn", "optax", "plain"
+    lines += _table(
+        [
+            "glue",
+            "dtype",
+            "jaxnn ms",
+            "optax ms",
+            "plain ms",
+            "glue / optax",
+            "glue / plain",
+            "%bw j/o/p",
+            "kernels j/o/p",
+            "traffic j/o/p (min)",
+            "temp MB j/o/p",
+        ],
+        [
+            [
+                row["glue"],
+                row["dtype"],
+                *(f"{row['ms'][k]:.3f}" for k in three),
+                f"{row['ratio']:.3f}",
+                f"{row['ratio_plain']:.3f}",
+                "/".join(f"{row['bandwidth_fraction'][k]:.0%}" for k in three),
+                "/".join(str(row["kernels"][k]) for k in three),
+                "/".join(f"{row['traffic'][k]:.1f}" for k in three)
+                + f" ({row['min_arrays']:.1f})",
+                "/".join(f"{row['temp_mb'][k]:.1f}" for k in three),
+            ]
+            for row in glue["rows"]
+        ],
+    )
     lay = r["layers"]
     lines += [
         "",

@@ -162,3 +162,61 @@ def data_parallel(path: Path, losses_single, losses_parallel, n_devices: int) ->
         ax.plot(losses_parallel, "--", label=f"{n_devices} devices (shard_map)", lw=1)
         ax.set(xlabel="step", ylabel="training loss", yscale="log")
         ax.legend()
+
+
+def microbatching(path: Path, results, batch_size: int) -> None:
+    """Scratch memory of the compiled gradient step against the number of pieces."""
+    pieces = np.asarray(results["pieces"])
+    with figure(path, figsize=(8, 3), ncols=2, dpi=90) as (fig, ax):
+        ax[0].plot(pieces, results["scratch_mb"], "o-")
+        ax[0].set(
+            xscale="log",
+            xlabel="pieces n (microbatch size = batch / n)",
+            ylabel="XLA scratch memory (MB)",
+            ylim=(0, None),
+        )
+        ax[0].set_xticks(pieces, [str(n) for n in pieces])
+        errors = np.maximum(np.asarray(results["relative_error"]), 1e-9)
+        ax[1].plot(pieces[1:], errors[1:], "o-")
+        ax[1].axhline(2.0**-23, color="k", ls="--", lw=0.8, label="float32 eps (2⁻²³)")
+        ax[1].set(
+            xscale="log",
+            yscale="log",
+            xlabel="pieces n",
+            ylabel="max |g_n - g_1| / max |g_1|",
+        )
+        ax[1].set_xticks(pieces[1:], [str(n) for n in pieces[1:]])
+        for a in ax:
+            a.minorticks_off()
+        ax[1].legend()
+        fig.suptitle(f"jaxnn.microbatch: gradient step of an MLP, batch {batch_size}")
+
+
+def parameter_groups(path: Path, curves) -> None:
+    """Training loss and the norm of the biases, per optimizer."""
+    with figure(path, figsize=(8, 3), ncols=2, dpi=90) as (fig, ax):
+        for name, (losses, norms) in curves.items():
+            smooth = np.convolve(losses, np.ones(20) / 20, mode="valid")
+            ax[0].plot(smooth, lw=0.9, label=name)
+            ax[1].plot(norms, lw=0.9, label=name)
+        ax[0].set(xlabel="step", ylabel="train loss (20-step mean)", yscale="log")
+        ax[1].set(xlabel="step", ylabel="‖all biases‖", ylim=(0, None))
+        ax[1].legend()
+        fig.suptitle(
+            "AdamW on the digits MLP: weight decay on every leaf or kernels only"
+        )
+
+
+def optax_wrappers(path: Path, curves) -> None:
+    """Training loss per wrapper, and the learning-rate factors of two of them."""
+    with figure(path, figsize=(9, 3.2), ncols=2, dpi=90) as (fig, ax):
+        for name, (losses, factors) in curves.items():
+            smooth = np.convolve(losses, np.ones(20) / 20, mode="valid")
+            ax[0].plot(smooth, lw=0.9, label=name)
+            if name in ("inject_hyperparams", "reduce_on_plateau"):
+                ax[1].plot(factors, lw=1.2, label=name)
+        ax[0].set(xlabel="step", ylabel="train loss (20-step mean)", yscale="log")
+        ax[0].legend(fontsize=7)
+        ax[1].set(xlabel="step", ylabel="learning-rate factor", yscale="log")
+        ax[1].legend(fontsize=8)
+        fig.suptitle("jaxnn.adam inside optax's wrappers (digits MLP)")

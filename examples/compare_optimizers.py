@@ -105,7 +105,7 @@ def init_mlp(key):
 def mlp_loss(params, x, y):
     h = jaxnn.relu(jaxnn.dense(params[0], x))
     logits = jaxnn.dense(params[1], h)
-    return jnp.mean(jaxnn.softmax_cross_entropy(logits, y))
+    return jnp.mean(jaxnn.softmax_cross_entropy_with_integer_labels(logits, y))
 
 
 def run_digits(name, steps, data, key, batch_size=64):

@@ -59,7 +59,7 @@ def loss_fn(params, bn_state, x, y, axis_name):
         params["bn"], bn_state, h, training=True, axis_name=axis_name
     )
     logits = jaxnn.dense(params["out"], jaxnn.relu(h))
-    loss = jnp.mean(jaxnn.softmax_cross_entropy(logits, y))
+    loss = jnp.mean(jaxnn.softmax_cross_entropy_with_integer_labels(logits, y))
     if axis_name is not None:
         loss = jax.lax.pmean(loss, axis_name)  # mean over the global batch
     return loss, bn_state

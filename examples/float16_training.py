@@ -148,7 +148,7 @@ def train(variant, data, steps, *, batch_size, learning_rate, growth_interval, s
 
         def scaled_loss(p):
             logits = forward(p, x, compute_dtype)
-            loss = jnp.mean(jaxnn.softmax_cross_entropy(logits, y))
+            loss = jnp.mean(jaxnn.softmax_cross_entropy_with_integer_labels(logits, y))
             return loss * s, loss
 
         grads, loss = jax.grad(scaled_loss, has_aux=True)(params)

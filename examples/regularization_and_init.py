@@ -76,7 +76,7 @@ def train(
 
     def loss_fn(params, x, y, key):
         logits, _ = forward(params, x, activation, key, rate)
-        loss = jnp.mean(jaxnn.softmax_cross_entropy(logits, y))
+        loss = jnp.mean(jaxnn.softmax_cross_entropy_with_integer_labels(logits, y))
         return loss + (penalty(params) if penalty else 0.0)
 
     @jax.jit
@@ -102,7 +102,7 @@ def accuracy(params, x, y, activation=jaxnn.relu):
 
 def mean_loss(params, x, y, activation=jaxnn.relu):
     logits, _ = forward(params, x, activation)
-    return float(jnp.mean(jaxnn.softmax_cross_entropy(logits, y)))
+    return float(jnp.mean(jaxnn.softmax_cross_entropy_with_integer_labels(logits, y)))
 
 
 def prox_l1(threshold):

@@ -32,7 +32,8 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_digits import forward, init_model, kernels_only, load_data
+from _common import load_digits
+from train_digits import forward, init_model, kernels_only
 
 import jaxnn
 
@@ -64,7 +65,9 @@ def make_functions(steps, traces, rate=0.2):
 
     def loss_fn(params, bn_state, x, y, key):
         logits, bn_state = forward(params, bn_state, x, key, training=True, rate=rate)
-        return jnp.mean(jaxnn.softmax_cross_entropy(logits, y)), bn_state
+        return jnp.mean(
+            jaxnn.softmax_cross_entropy_with_integer_labels(logits, y)
+        ), bn_state
 
     def train_step(params, bn_state, opt_state, x, y, key, lr):
         traces.append(None)  # runs once per trace, i.e. once per compilation
@@ -191,7 +194,7 @@ def main(
     """Runs the sweep (and the sequential baseline); returns the figures."""
     device = jax.devices()[0]
     print(f"device: {device} ({device.platform})")
-    data = load_data(seed)
+    data = load_digits(0.2, seed=seed, stratify=True)  # train_digits.main's split
     batches = batch_indices(steps, len(data[0]), batch_size, seed)
     rates = np.geomspace(low, high, num_rates).astype(np.float32)
 

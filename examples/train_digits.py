@@ -74,7 +74,9 @@ def make_optimizer(steps: int, peak_lr: float = 3e-3):
 def make_steps(tx, rate=0.2):
     def loss_fn(params, bn_state, x, y, key):
         logits, bn_state = forward(params, bn_state, x, key, training=True, rate=rate)
-        return jnp.mean(jaxnn.softmax_cross_entropy(logits, y)), bn_state
+        return jnp.mean(
+            jaxnn.softmax_cross_entropy_with_integer_labels(logits, y)
+        ), bn_state
 
     # params, BatchNorm state and optimizer state are replaced every step: donate
     # their buffers so XLA updates them in place instead of allocating new ones.
@@ -94,7 +96,7 @@ def make_steps(tx, rate=0.2):
         logits, _ = forward(
             params, bn_state, x, jax.random.key(0), training=False, rate=rate
         )
-        loss = jnp.mean(jaxnn.softmax_cross_entropy(logits, y))
+        loss = jnp.mean(jaxnn.softmax_cross_entropy_with_integer_labels(logits, y))
         return loss, jnp.mean(jnp.argmax(logits, -1) == y)
 
     return train_step, eval_step

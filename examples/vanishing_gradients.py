@@ -81,7 +81,9 @@ def make_loss(activation, batchnorm, skip):
             layer, x, (params["w"], params["b"], params["bn"], bn_state)
         )
         logits = jaxnn.dense(params["out"], h)
-        return jnp.mean(jaxnn.softmax_cross_entropy(logits, y)), bn_state
+        return jnp.mean(
+            jaxnn.softmax_cross_entropy_with_integer_labels(logits, y)
+        ), bn_state
 
     return loss_fn
 

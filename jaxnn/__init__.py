@@ -31,12 +31,18 @@ from jaxnn.initializers import (
     zeros,
 )
 from jaxnn.layers import dense, dense_init
-from jaxnn.losses import mean_squared_error, softmax_cross_entropy
+from jaxnn.losses import (
+    mean_squared_error,
+    softmax_cross_entropy,
+    softmax_cross_entropy_with_integer_labels,
+)
 from jaxnn.microbatching import microbatch
 from jaxnn.optim.adaptive import (
     ScaleByAdamState,
     ScaleByCenteredRmsState,
+    ScaleByCenteredRmsWithCountState,
     ScaleByRmsState,
+    ScaleByRmsWithCountState,
     ScaleByRssState,
     scale_by_adam,
     scale_by_rms,
@@ -117,7 +123,9 @@ __all__ = [
     "ScalarOrSchedule",
     "ScaleByAdamState",
     "ScaleByCenteredRmsState",
+    "ScaleByCenteredRmsWithCountState",
     "ScaleByRmsState",
+    "ScaleByRmsWithCountState",
     "ScaleByRssState",
     "ScaleByScheduleState",
     "Schedule",
@@ -183,6 +191,7 @@ __all__ = [
     "sigmoid_derivative",
     "skip_nonfinite",
     "softmax_cross_entropy",
+    "softmax_cross_entropy_with_integer_labels",
     "stateless",
     "tanh",
     "tanh_derivative",

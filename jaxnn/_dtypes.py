@@ -30,19 +30,85 @@ def promote_types(*dtypes: Any) -> jnp.dtype:
 def compute_dtype(*dtypes: Any) -> jnp.dtype:
     """The dtype of jaxnn's element-wise maths on operands of `dtypes`.
 
-    float32, or float64 if any operand is float64: bfloat16/float16 operands are
-    widened, and every operand is cast explicitly (strict promotion refuses
-    bfloat16 + float32).
+    float32, or float64 if any operand is float64 or complex128: bfloat16/float16
+    operands are widened, and every operand is cast explicitly (strict promotion
+    refuses bfloat16 + float32). If any operand is complex the result is the
+    complex dtype of that precision (complex64 or complex128), so no imaginary
+    part is dropped.
 
     Args:
       *dtypes: the operands' dtypes.
 
     Returns:
+      float32, float64, complex64 or complex128.
+    """
+    dtypes = tuple(jnp.dtype(d) for d in dtypes)
+    wide = any(d in (jnp.float64, jnp.complex128) for d in dtypes)
+    if any(jnp.issubdtype(d, jnp.complexfloating) for d in dtypes):
+        return jnp.dtype(jnp.complex128 if wide else jnp.complex64)
+    return jnp.dtype(jnp.float64 if wide else jnp.float32)
+
+
+def real_dtype(dtype: Any) -> jnp.dtype:
+    """The real dtype of the same precision (float32 for complex64); real kept.
+
+    Args:
+      dtype: a floating or complex dtype.
+
+    Returns:
+      A real floating dtype.
+    """
+    return jnp.dtype(jnp.finfo(dtype).dtype)
+
+
+def is_complex(dtype: Any) -> bool:
+    """Whether `dtype` is a complex dtype.
+
+    Args:
+      dtype: any dtype.
+
+    Returns:
+      True for complex64 and complex128.
+    """
+    return bool(jnp.issubdtype(dtype, jnp.complexfloating))
+
+
+def abs_sq(x: jax.Array) -> jax.Array:
+    """|x|², element-wise, as a real array: x·x, or Re(x·conj(x)) if complex.
+
+    The squared magnitude of a complex entry is x·x̄ (real), not x² (complex),
+    as optax's `abs_sq`; for real x both are x·x.
+
+    Args:
+      x: a floating or complex array.
+
+    Returns:
+      A real array of the precision of `x`.
+    """
+    if is_complex(x.dtype):
+        return jnp.real(x * jnp.conj(x))
+    return x * x
+
+
+def real_part(x: jax.Array) -> jax.Array:
+    """The real part of `x` (x itself if real), without a complex-to-real cast.
+
+    Args:
+      x: an array.
+
+    Returns:
+      `jnp.real(x)` for complex `x`, else `x`.
+    """
+    return jnp.real(x) if is_complex(x.dtype) else x
+
+
+def float_dtype() -> jnp.dtype:
+    """JAX's default floating dtype: float64 under `jax_enable_x64`, else float32.
+
+    Returns:
       float32 or float64.
     """
-    if any(jnp.dtype(d) == jnp.float64 for d in dtypes):
-        return jnp.dtype(jnp.float64)
-    return jnp.dtype(jnp.float32)
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
 
 
 def accumulation_dtype(dtype: Any) -> jnp.dtype:

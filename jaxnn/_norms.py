@@ -1,21 +1,24 @@
-"""Norm numerics: l2_norm, global_norm, combine_norms, norm_dtype (private module).
+"""Norm numerics: l2_norm, global_norm, clip_norms, combine_norms, norm_dtype.
 
-`global_norm` is re-exported as `jaxnn.global_norm`; the rest serves the clips and
-the diagnostics. Every norm is accumulated in float32 or wider, and magnitudes
-whose squares would overflow or underflow are rescaled by a power of two, so the
-result is accurate to rounding for every finite input:
+A private module: `global_norm` is re-exported as `jaxnn.global_norm`; the rest
+serves the clips and the diagnostics. Every norm is accumulated in float32 or
+wider. In `l2_norm` and `global_norm`, magnitudes whose squares would overflow or
+underflow are rescaled by a power of two, so the result is accurate to rounding
+for every finite input:
 
     ‖x‖ = sqrt(Σ (c·xᵢ)²) / c,   c = 1 unless Σ xᵢ² overflowed or may have
                                   underflowed (see `_rescale_factor`).
 
 The rescaled pass runs under `lax.cond` (or a Python branch when the predicate is
-concrete), so ordinary inputs pay for one fused pass only.
+concrete), so ordinary inputs pay for one fused pass only. `clip_norms`, for the
+clips, guards against overflow only, with one cond for all the arrays it is given:
+underflow cannot change a clip's decision (see its docstring).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -23,9 +26,6 @@ import jax.numpy as jnp
 
 from jaxnn._checks import check_array_tree
 from jaxnn._dtypes import accumulation_dtype, promote_types
-
-# Leaves of at most this many elements are reduced together as one vector.
-_SMALL_LEAF = 4096
 
 
 def _widen(x: Any) -> jax.Array:
@@ -145,25 +145,25 @@ def l2_norm(
     return norm if keepdims else jnp.squeeze(norm, axis=axis)
 
 
-def global_norm(tree: Any) -> jax.Array:
-    """The L2 norm of all leaves of `tree` taken together: sqrt(Σ over leaves Σ x²).
+def global_norm(updates: Any) -> jax.Array:
+    """The L2 norm of all leaves of `updates` together: sqrt(Σ over leaves Σ |x|²).
 
     Squares are summed in float32 (float64 for float64 leaves), so float16 or
     bfloat16 gradients of magnitude 1e3 do not overflow as they would in their own
     dtype; and float32 magnitudes beyond 1e19 or below 1e-19 are rescaled by a
     power of two instead of overflowing or flushing to zero, so the result is
-    accurate to rounding for any finite input. Complex leaves contribute |x|².
+    accurate to rounding for any finite input. Complex leaves contribute |x|², as
+    in optax.
 
-    Cost: one fused reduction per leaf, except that leaves of at most 4096
-    elements are concatenated and reduced together (a copy of at most their total
-    size), which cuts the kernels of a ResNet-50 tree's norm from 161 to 54 and
-    its compile time by a quarter. Only if the total overflowed or is below
-    ~2^-102 does a second pass (under `lax.cond`) recompute each group's norm
-    with its own power-of-two scale c and combine them as m·sqrt(Σ (nᵢ/m)²),
-    m = max nᵢ.
+    Cost: one fused reduction per leaf, the scalars added. Leaves are never
+    concatenated or grouped, so the user's shardings are kept (a concatenation of
+    differently sharded leaves moves them, or fails on an Explicit-axes mesh). Only
+    if the total overflowed or is below ~2^-102 does a second pass (under one
+    `lax.cond`) recompute each leaf's norm with its own power-of-two scale c and
+    combine them as m·sqrt(Σ (nᵢ/m)²), m = max nᵢ.
 
     Args:
-      tree: a pytree of arrays (None leaves are skipped).
+      updates: a pytree of arrays (None leaves are skipped); optax's name.
 
     Returns:
       A scalar of dtype float32, or float64 if any leaf is float64. 0 for an
@@ -172,18 +172,18 @@ def global_norm(tree: Any) -> jax.Array:
     Raises:
       TypeError: if a leaf is not a numeric array.
     """
-    check_array_tree("tree", tree)
-    acc = norm_dtype(tree)
-    xs = [_widen(x).astype(acc) for x in jax.tree.leaves(tree)]
-    xs = _group_small_leaves([x for x in xs if x.size])
+    check_array_tree("updates", updates)
+    acc = norm_dtype(updates)
+    xs = [_widen(x).astype(acc) for x in jax.tree.leaves(updates)]
+    xs = [x for x in xs if x.size]
     if not xs:
         return jnp.zeros((), acc)
     sums = [jnp.sum(x * x) for x in xs]
     total = functools.reduce(jnp.add, sums)
 
     def rescaled(sums):
-        # One scale per group (not one shared scalar): a scalar broadcast shared
-        # by same-shaped leaves is materialized by XLA:CPU as a full-size buffer.
+        # One scale per leaf (not one shared scalar): a scalar broadcast shared by
+        # same-shaped leaves is materialized by XLA:CPU as a full-size buffer.
         return combine_norms(
             jnp.stack(
                 [
@@ -196,35 +196,64 @@ def global_norm(tree: Any) -> jax.Array:
     return _cond(_needs_rescale(total), rescaled, lambda sums: jnp.sqrt(total), sums)
 
 
-def _unsharded(x: jax.Array) -> bool:
-    """False for a leaf with an explicit sharding over some axis (not replicated).
+def clip_norms(
+    xs: Sequence[jax.Array], axes: Sequence[int | tuple[int, ...] | None]
+) -> tuple[list[jax.Array], list[jax.Array]]:
+    """Norms for the clips: guarded against overflow only, with one shared fallback.
 
-    Under explicit sharding, arrays sharded differently cannot be concatenated;
-    under the default (automatic) sharding the partitioner handles it.
+    For each `x` of `xs`: its L2 norms over `axes[i]` (reduced axes kept, so they
+    broadcast against `x`), and its whole norm ‖x‖ (a scalar), accumulated in
+    float32 or wider; complex elements contribute |x|².
+
+    One fused pass per array computes the plain sums of squares s. If any of them,
+    or their total, overflowed to inf (|x| above ~1e19 in float32), a single
+    `lax.cond` shared by all arrays recomputes every norm as sqrt(Σ (c·x)²)/c with
+    c = 2^(−5E/8) on the units that overflowed (E the exponent range, as in
+    `l2_norm`) and c = 1 elsewhere, and the whole norms as m·sqrt(Σ (nᵢ/m)²) of the
+    unit norms. Ordinary inputs never pay for that branch, and one cond per
+    transform (not one per leaf) keeps the compiled program small.
+
+    Underflow is not guarded: squares below the smallest normal (elements below
+    ~1e-19 in float32) may flush to zero, so a norm below ~1e-18 may read as 0 or
+    with reduced relative precision. A clip compares norms with a threshold, so
+    this can only change a decision or a factor where the threshold itself is that
+    small. `global_norm`, `gradient_norms` and `gradient_report` stay exact there.
+
+    Args:
+      xs: floating or complex arrays.
+      axes: for each array, the axes of its units (None: the whole array).
+
+    Returns:
+      (the unit norms of each array, keepdims; the whole norm of each array), in
+      each array's accumulation dtype.
     """
-    try:
-        spec = jax.typeof(x).sharding.spec
-    except AttributeError:
-        return True
-    return all(axis is None for axis in spec)
+    if not xs:
+        return [], []
+    xs = [_widen(x) for x in xs]
+    unit_sums = [
+        jnp.sum(x * x, axis=a, keepdims=True) for x, a in zip(xs, axes, strict=True)
+    ]
+    # The barrier keeps XLA from folding sum(sum(x², axes)) into a second full
+    # reduction of x² (two readers of x², which XLA:CPU then materializes).
+    sums = [jnp.sum(s) for s in jax.lax.optimization_barrier(unit_sums)]
+    acc = promote_types(*(s.dtype for s in sums))
+    overflow = jnp.isinf(functools.reduce(jnp.add, [s.astype(acc) for s in sums]))
 
+    def plain(operands):
+        unit_sums, sums = operands
+        return [jnp.sqrt(s) for s in unit_sums], [jnp.sqrt(s) for s in sums]
 
-def _group_small_leaves(xs: list[jax.Array]) -> list[jax.Array]:
-    """The large leaves as they are, then all small ones raveled into one vector.
+    def rescaled(operands):
+        unit_sums, _ = operands
+        norms = []
+        for x, s, a in zip(xs, unit_sums, axes, strict=True):
+            e = jnp.finfo(s.dtype).maxexp
+            down = jnp.asarray(2.0 ** (-(5 * e) // 8), s.dtype)
+            c = jnp.where(jnp.isinf(s), down, jnp.ones_like(s))
+            norms.append(_scaled_norm(x, c, axis=a, keepdims=True))
+        return norms, [combine_norms(n.ravel()) for n in norms]
 
-    A tree like ResNet-50's has ~100 bias and scale vectors; reducing each on its
-    own costs a kernel launch at run time and a kernel to compile, while copying
-    them into one vector costs a few hundred KB at most.
-    """
-
-    def groupable(x):
-        return x.size <= _SMALL_LEAF and _unsharded(x)
-
-    small = [x.ravel() for x in xs if groupable(x)]
-    large = [x for x in xs if not groupable(x)]
-    if len(small) < 2:
-        return large + small
-    return [*large, jnp.concatenate(small)]
+    return _cond(overflow, rescaled, plain, (unit_sums, sums))
 
 
 def norm_dtype(tree: Any) -> jnp.dtype:

@@ -1,7 +1,8 @@
 """Tree helpers shared by the transforms (private module, public function names).
 
-Dtypes: products are formed in float32 or wider (`jaxnn._dtypes.compute_dtype`) and
-rounded once into the leaf's own dtype; new trees keep each leaf's dtype (or take an
+Dtypes: products are formed in float32 or wider (`jaxnn._dtypes.compute_dtype`;
+complex leaves in complex64 or wider, so no imaginary part is dropped) and rounded
+once into the leaf's own dtype; new trees keep each leaf's dtype (or take an
 explicit one) and, built with `zeros_like`/`full_like`, each leaf's sharding.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxnn._dtypes import compute_dtype
+from jaxnn._dtypes import compute_dtype, is_complex
 
 
 def leaf_dtype(p: Any) -> jnp.dtype:
@@ -28,20 +29,38 @@ def leaf_dtype(p: Any) -> jnp.dtype:
     return jnp.dtype(p.dtype) if hasattr(p, "dtype") else jnp.asarray(p).dtype
 
 
-def zeros_like_tree(params: Any, dtype: Any = None) -> Any:
+def zeros_like_tree(params: Any, dtype: Any = None, *, name: str | None = None) -> Any:
     """Zeros with the structure, shapes and shardings of `params`.
 
     `zeros_like` (not `zeros(shape)`) keeps each leaf's sharding and accepts
     `jax.ShapeDtypeStruct` leaves; an explicit dtype keeps the result strongly
-    typed.
+    typed. float64 is canonicalized (float32 unless `jax_enable_x64`), as optax.
 
     Args:
       params: a pytree of arrays or `jax.ShapeDtypeStruct`s.
       dtype: the dtype of every leaf; None keeps each leaf's own.
+      name: the argument that gave `dtype`, if the state must hold complex
+        values for complex params (a first moment, a trace; not |g|²): then a
+        real `dtype` with a complex leaf is an error naming it.
 
     Returns:
       A pytree of zero arrays.
+
+    Raises:
+      TypeError: if `name` is given, `dtype` is real and a leaf of `params` is
+        complex (the imaginary part of what the state accumulates would be lost).
     """
+    if dtype is not None:
+        dtype = jax.dtypes.canonicalize_dtype(dtype)
+        if name is not None and not is_complex(dtype):
+            for p in jax.tree.leaves(params):
+                if is_complex(leaf_dtype(p)):
+                    raise TypeError(
+                        f"{name}={jnp.dtype(dtype).name} is a real dtype but the "
+                        f"params have a complex leaf ({leaf_dtype(p).name}): its "
+                        f"imaginary part would be lost; use {name}=None (the "
+                        "params' dtype)"
+                    )
     return jax.tree.map(
         lambda p: jnp.zeros_like(p, dtype=leaf_dtype(p) if dtype is None else dtype),
         params,

@@ -29,6 +29,7 @@ from jaxnn._checks import (
     check_nonnegative,
     check_tree_matches,
 )
+from jaxnn._masks import is_mask_fn
 from jaxnn._norms import global_norm, norm_dtype
 
 
@@ -211,7 +212,7 @@ def _trainable_tree(trainable: Any, grads: Any, params: Any) -> Any:
     """`trainable` resolved to a tree of bool arrays with the structure of grads."""
     if trainable is None:
         return jax.tree.map(lambda g: jnp.ones((), jnp.bool_), grads)
-    if callable(trainable):
+    if is_mask_fn(trainable):  # optax's rule: a callable pytree is a tree
         trainable = trainable(grads if params is None else params)
     check_tree_matches(grads, "grads", trainable, "trainable", shapes=False)
     g_paths, _ = jax.tree_util.tree_flatten_with_path(grads)

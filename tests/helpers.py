@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +20,42 @@ TOLERANCES = {
     "bfloat16": dict(rtol=2e-2, atol=1e-2),
     "float16": dict(rtol=2e-3, atol=1e-3),
 }
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_on_8_cpu_devices(script: str | Path, *, expect: str, timeout: int = 600) -> str:
+    """Runs `script` in a fresh interpreter with 8 forced CPU devices; returns stdout.
+
+    The one multi-device runner of the suite. The device count must be forced
+    before jax is imported, hence the subprocess; each test module that needs 8
+    devices runs all of its checks in one such process (one import of jax and
+    one set of compilations per module). `script` is a file (tests/_*check.py)
+    or Python source; warnings are errors there too (`-W error`). Fails the
+    calling test, with the script's output, unless it exits 0 and prints `expect`.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=8".strip(),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    source = ["-c", script] if isinstance(script, str) else [str(script)]
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", *source],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = proc.stdout[-4000:] + proc.stderr[-8000:]
+    assert proc.returncode == 0, output
+    assert expect in proc.stdout, output
+    return proc.stdout
 
 
 def tol(dtype) -> dict:

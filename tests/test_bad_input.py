@@ -95,7 +95,7 @@ CASES = {
     "global_norm": (
         lambda: jaxnn.global_norm({"a": "x"}),
         TypeError,
-        "tree['a'] must be a numeric array",
+        "updates['a'] must be a numeric array",
     ),
     "gradient_norms": (
         lambda: jaxnn.gradient_norms({"a": "x"}),
@@ -139,6 +139,11 @@ CASES = {
         ValueError,
         "same shape",
     ),
+    "microbatch": (
+        lambda: jaxnn.microbatch(lambda p, b: b, 2)(None, {"x": jnp.ones((5, 2))}),
+        ValueError,
+        "batch leaf ['x'] has leading dimension 5, which num_microbatches=2",
+    ),
     "momentum": (lambda: jaxnn.momentum(0.1, beta=1.5), ValueError, "beta"),
     "nadam": (lambda: jaxnn.nadam(0.1, b2=1.0), ValueError, "b2"),
     "nesterov": (lambda: jaxnn.nesterov(0.1, beta=-0.1), ValueError, "beta"),
@@ -161,7 +166,7 @@ CASES = {
         TypeError,
         "count must be an integer array",
     ),
-    "scale": (lambda: jaxnn.scale("x"), TypeError, "factor"),
+    "scale": (lambda: jaxnn.scale("x"), TypeError, "step_size"),
     "scale_by_adam": (lambda: jaxnn.scale_by_adam(eps=-1.0), ValueError, "eps"),
     "scale_by_learning_rate": (
         lambda: jaxnn.scale_by_learning_rate(-1.0),
@@ -184,11 +189,18 @@ CASES = {
         "max_consecutive",
     ),
     "softmax_cross_entropy": (
-        lambda: jaxnn.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([0, 3])),
+        lambda: jaxnn.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([0, 2])),
+        TypeError,
+        "use softmax_cross_entropy_with_integer_labels",
+    ),
+    "softmax_cross_entropy_with_integer_labels": (
+        lambda: jaxnn.softmax_cross_entropy_with_integer_labels(
+            jnp.ones((2, 3)), jnp.array([0, 3])
+        ),
         ValueError,
         "labels must be in",
     ),
-    "stateless": (lambda: jaxnn.stateless(1), TypeError, "fn must be callable"),
+    "stateless": (lambda: jaxnn.stateless(1), TypeError, "f must be callable"),
     "tanh": (lambda: jaxnn.tanh("x"), TypeError, "'x'"),
     "tanh_derivative": (lambda: jaxnn.tanh_derivative("x"), TypeError, "'x'"),
     "trace": (lambda: jaxnn.trace(decay=1.0), ValueError, "decay"),
@@ -211,7 +223,7 @@ CASES = {
     "with_extra_args_support": (
         lambda: jaxnn.with_extra_args_support(lambda g: g),
         TypeError,
-        "transform must be a gradient transformation",
+        "tx must be a gradient transformation",
     ),
     "xavier_normal": (
         lambda: jaxnn.xavier_normal()(KEY, (3,)),
@@ -265,9 +277,43 @@ TYPE_OR_VALUE = [
         TypeError,
         "mask_compatible_extra_args",
     ),
+    (lambda: jaxnn.microbatch(lambda p, b: b, 0), ValueError, "num_microbatches"),
+    (lambda: jaxnn.microbatch(lambda p, b: b, 2.5), TypeError, "num_microbatches"),
+    (lambda: jaxnn.microbatch(lambda p, b: b, "2"), TypeError, "num_microbatches"),
+    (lambda: jaxnn.microbatch("grad", 2), TypeError, "grad_fn"),
     (lambda: jaxnn.partition({"a": 1}, "a"), TypeError, "transforms\\['a'\\]"),
     (lambda: jaxnn.label_by_path([("w", None)], False), TypeError, "label"),
     (lambda: jaxnn.scale_by_adam(mu_dtype=jnp.int32), TypeError, "mu_dtype"),
+    # The options that issue 11 added (optax's): flags are Python bools, dtypes
+    # floating; a real moment dtype cannot hold a complex param's moment.
+    (lambda: jaxnn.rmsprop(0.1, eps_in_sqrt=1), TypeError, "eps_in_sqrt"),
+    (lambda: jaxnn.rmsprop(0.1, bias_correction="no"), TypeError, "bias_correction"),
+    (lambda: jaxnn.scale_by_rms(eps_in_sqrt=None), TypeError, "eps_in_sqrt"),
+    (lambda: jaxnn.scale_by_rms(bias_correction=0), TypeError, "bias_correction"),
+    (lambda: jaxnn.scale_by_rms(centered="yes"), TypeError, "centered"),
+    (lambda: jaxnn.adam(0.1, nesterov=1), TypeError, "nesterov"),
+    (lambda: jaxnn.adamw(0.1, nesterov="yes"), TypeError, "nesterov"),
+    (lambda: jaxnn.nadam(0.1, nesterov=None), TypeError, "nesterov"),
+    (lambda: jaxnn.adamw(0.1, eps_root=-1.0), ValueError, "eps_root"),
+    (lambda: jaxnn.adamw(0.1, mu_dtype=jnp.int8), TypeError, "mu_dtype"),
+    (lambda: jaxnn.sgd(0.1, 0.9, False, jnp.int32), TypeError, "accumulator_dtype"),
+    (lambda: jaxnn.trace(0.9, accumulator_dtype="x"), TypeError, "accumulator_dtype"),
+    (lambda: jaxnn.trace(0.9, nesterov=1), TypeError, "nesterov"),
+    (
+        lambda: jaxnn.trace(0.9, accumulator_dtype=jnp.float32).init(
+            {"a": jnp.ones(2, jnp.complex64)}
+        ),
+        TypeError,
+        "accumulator_dtype=float32 is a real dtype",
+    ),
+    (
+        lambda: jaxnn.adam(0.1, mu_dtype=jnp.float32).init(
+            {"a": jnp.ones(2, jnp.complex64)}
+        ),
+        TypeError,
+        "mu_dtype=float32 is a real dtype",
+    ),
+    (lambda: jaxnn.scale_by_learning_rate(0.1, flip_sign=0), TypeError, "flip_sign"),
     (lambda: jaxnn.he_normal(in_axis=1.0)(KEY, (3, 4)), TypeError, "in_axis"),
     (lambda: jaxnn.he_normal(in_axis=2)(KEY, (3, 4)), ValueError, "in_axis"),
     (lambda: jaxnn.normal()(KEY, (3, 4), jnp.int32), TypeError, "dtype"),
@@ -307,6 +353,7 @@ NUMPY_SCALARS = [
     ),
     lambda: jaxnn.he_normal(in_axis=np.int64(0), out_axis=np.int8(1))(KEY, (3, 4)),
     lambda: jaxnn.zeros()(KEY, (np.int64(2), 3)),
+    lambda: jaxnn.microbatch(lambda p, b: b, np.int64(2))(None, jnp.ones((4, 2))),
 ]
 
 

@@ -1,8 +1,5 @@
 """BatchNorm against flax.linen.BatchNorm, offset accuracy, axis_name, validation."""
 
-import os
-import subprocess
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -14,7 +11,7 @@ import pytest
 
 import jaxnn
 from jaxnn import BatchNormParams, BatchNormState, batchnorm, batchnorm_init
-from tests.helpers import assert_trees_close
+from tests.helpers import assert_trees_close, run_on_8_cpu_devices
 
 SHAPES = {"NC": ((64, 5), -1), "NHWC": ((8, 6, 6, 4), -1), "NCHW": ((8, 4, 6, 6), 1)}
 
@@ -214,18 +211,7 @@ def test_vmap_axis_name_equals_whole_batch():
 
 def test_shard_map_axis_name_equals_whole_batch_on_8_devices():
     script = Path(__file__).with_name("_batchnorm_shard_map_check.py")
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    root = Path(__file__).resolve().parent.parent
-    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "shard_map batchnorm OK" in proc.stdout
+    run_on_8_cpu_devices(script, expect="shard_map batchnorm OK")
 
 
 def test_gradient_wrt_eps_matches_flax():

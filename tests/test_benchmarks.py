@@ -45,10 +45,21 @@ def test_run_all_quick_writes_every_figure(tmp_path):
         traffic = rows["clip+adamw"]["traffic"]
         assert traffic["jaxnn"] < traffic["optax"]
 
+    glue = r["glue"]
+    assert glue["label"].startswith("ResNet-50") and glue["leaves"] == tree["leaves"]
+    (row,) = glue["rows"]
+    assert row["glue"] == "partition" and row["dtype"] == "float32"
+    assert row["ratio"] > 0 and row["ratio_plain"] > 0
+    assert all(0 < f for f in row["bandwidth_fraction"].values())
+    # From the compiled program: the partition streams what its two groups
+    # stream when written by hand, and allocates no more scratch.
+    assert row["traffic"]["jaxnn"] <= row["traffic"]["plain"]
+    assert row["temp_mb"]["jaxnn"] <= row["temp_mb"]["plain"]
+
     layers = {row["case"]: row for row in r["layers"]["rows"]}
     assert set(layers) == {"batchnorm", "dropout"}
     assert all(row["ratio"] > 0 for row in layers.values())
 
     table = md_path.read_text()
     assert env["device"] in table
-    assert "clip+adamw" in table and "dropout" in table
+    assert "clip+adamw" in table and "dropout" in table and "partition" in table

@@ -144,3 +144,118 @@ def test_clipped_adamw_trajectory_matches_optax(clip):
         run(ours, jaxnn.apply_updates), run(theirs, optax.apply_updates), strict=True
     ):
         np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------- glue
+# partition, dynamic_loss_scale and optax.inject_hyperparams(jaxnn.adamw) add no
+# arithmetic of their own: their compiled steps allocate no gradient-sized scratch
+# and stream what the plain optimizer streams (benchmarks/optimizers.py times them).
+
+NAMED = {
+    "dense0/kernel": (64, 128),
+    "dense1/kernel": (64, 128),
+    "conv/kernel": (3, 3, 8, 16),
+    "dense0/bias": (128,),
+    "dense1/bias": (128,),
+    "conv/bias": (16,),
+    "norm/scale": (),
+}
+
+
+def _named_tree(seed, scale=1.0, dtype=jnp.float32):
+    leaves = _tree(seed, scale, shapes=list(NAMED.values()))
+    return {k: x.astype(dtype) for k, x in zip(NAMED, leaves, strict=True)}
+
+
+def _largest_leaf(tree):
+    return max(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def _split_by_hand(transforms, label_of):
+    """The plain equivalent of a partition: each transform on its own sub-dict."""
+
+    def select(tree, label):
+        return {k: v for k, v in tree.items() if label_of(k) == label}
+
+    def init(params):
+        return {
+            label: tx.init(select(params, label)) for label, tx in transforms.items()
+        }
+
+    def update(grads, state, params):
+        out, new_state = {}, {}
+        for label, tx in transforms.items():
+            sub = select(grads, label), state[label], select(params, label)
+            u, new_state[label] = tx.update(*sub)
+            out.update(u)
+        return {k: out[k] for k in grads}, new_state
+
+    return jaxnn.GradientTransformation(init, update)
+
+
+@cpu_only
+def test_partition_step_has_no_scratch_and_streams_what_the_groups_stream():
+    params, grads = _named_tree(0), _named_tree(1)
+    glue = step_stats(
+        _compiled_step(
+            jaxnn.partition(
+                {"adamw": jaxnn.adamw(1e-3), "sgd": jaxnn.sgd(1e-3)},
+                jaxnn.label_by_path([(r"kernel$", "adamw")], "sgd"),
+            ),
+            params,
+            grads,
+        )
+    )
+    plain = step_stats(
+        _compiled_step(
+            _split_by_hand(
+                {"adamw": jaxnn.adamw(1e-3), "sgd": jaxnn.sgd(1e-3)},
+                lambda k: "adamw" if k.endswith("kernel") else "sgd",
+            ),
+            params,
+            grads,
+        )
+    )
+    assert glue.temp_bytes < _largest_leaf(params)
+    assert glue.kernel_bytes <= plain.kernel_bytes
+    assert glue.fusions <= plain.fusions
+
+
+@cpu_only
+def test_inject_hyperparams_of_adamw_has_no_scratch_and_streams_what_adamw_does():
+    params, grads = _named_tree(0), _named_tree(1)
+    glue = step_stats(
+        _compiled_step(
+            optax.inject_hyperparams(jaxnn.adamw)(learning_rate=1e-3), params, grads
+        )
+    )
+    plain = step_stats(_compiled_step(jaxnn.adamw(1e-3), params, grads))
+    assert glue.temp_bytes < _largest_leaf(params)
+    # The learning rate is read from the state: a scalar, not an array pass.
+    assert glue.kernel_bytes <= plain.kernel_bytes + 1024
+
+
+@cpu_only
+def test_dynamic_loss_scale_adds_only_the_finite_check_to_float16_adamw():
+    s = 2.0**15
+    params = _named_tree(0, dtype=jnp.float16)
+    grads = _named_tree(1, scale=s, dtype=jnp.float16)
+    glue = step_stats(
+        _compiled_step(
+            jaxnn.dynamic_loss_scale(jaxnn.adamw(1e-3), init_scale=s), params, grads
+        )
+    )
+    plain = step_stats(_compiled_step(jaxnn.adamw(1e-3), params, grads))
+    g_bytes = _param_bytes(grads.values())
+    # Unscaling is a product fused into the kernels that read G: no float32 copy
+    # of the gradients (a quotient G / S, read by several kernels, was one).
+    # Float16 adamw itself copies m and v (its parameter kernel reads the old
+    # moments, which the moment kernels overwrite in place); the glue adds no
+    # scratch of its own.
+    assert glue.temp_bytes - plain.temp_bytes < _largest_leaf(params)
+    # Traffic: one read of G for the finite check, and the one-byte-per-element
+    # finite mask XLA:CPU writes and reads back before reducing it (G is float16,
+    # 2 bytes per element). A float32 copy of g would add 4 bytes written and 4
+    # read per consumer element.
+    extra = glue.kernel_bytes - plain.kernel_bytes
+    assert 0 <= extra <= 2 * g_bytes

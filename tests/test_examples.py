@@ -163,3 +163,35 @@ def test_data_parallel_equals_single_device(tmp_path):
     assert r["max_abs_diff"] < 1e-5
     assert r["max_loss_diff"] < 1e-5
     assert plot.stat().st_size > 0
+
+
+def test_microbatching(tmp_path):
+    r = load_example("microbatching").main(plot=tmp_path / "m.png", pieces=(1, 4))
+    # XLA's scratch memory falls with the pieces; the gradient is the same.
+    assert r["scratch_mb"][1] < 0.5 * r["scratch_mb"][0]
+    assert r["relative_error"][1] < 1e-5
+    assert (tmp_path / "m.png").stat().st_size > 0
+
+
+def test_parameter_groups(tmp_path):
+    r = load_example("parameter_groups").main(
+        steps=20, plot=tmp_path / "p.png", quiet=True
+    )
+    runs = r["runs"]
+    every, kernels = (
+        runs["(a) decay on every leaf"],
+        runs["(b) partition: kernels only"],
+    )
+    assert every["bias_norm_last"] < kernels["bias_norm_last"]
+    assert r["partition_vs_mask_max_difference"] < 1e-6
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_optax_wrappers(tmp_path):
+    r = load_example("optax_wrappers").main(
+        steps=60, plot=tmp_path / "o.png", quiet=True
+    )
+    assert all(run["all_finite"] for run in r.values())
+    assert r["apply_if_finite"]["skipped"] == 1  # step 50's NaN gradient
+    assert r["inject_hyperparams"]["last_lr_factor"] == pytest.approx(0.1)
+    assert (tmp_path / "o.png").stat().st_size > 0

@@ -207,3 +207,20 @@ def test_mask_compatible_extra_args_under_jit():
 
     u, _ = step(grads_like(params), tx.init(params), params, offsets)
     np.testing.assert_allclose(u["conv"], grads_like(params)["conv"] + 24.0)
+
+
+def test_gradient_report_trainable_may_be_a_callable_pytree():
+    """`trainable` follows the same rule: an equinox Module of bools is a tree."""
+
+    class Affine(eqx.Module):
+        w: object
+        b: object
+
+        def __call__(self, x):
+            return x @ self.w + self.b
+
+    grads = Affine(w=jnp.asarray([[0.0, 1.0], [0.0, 2.0]]), b=jnp.asarray([0.0, 0.0]))
+    report = jaxnn.gradient_report(grads, trainable=Affine(w=True, b=False))
+    # Counted by hand: "w" has two zeros among four trainable entries; "b" is frozen.
+    assert int(report.num_zero) == 2
+    np.testing.assert_allclose(report.zero_fraction, 0.5)

@@ -6,9 +6,6 @@ NumPy, and for memory the arithmetic of the activations an MLP must keep for its
 backward pass.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -17,7 +14,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from tests.helpers import tol
+from tests.helpers import run_on_8_cpu_devices, tol
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +33,7 @@ def mlp_loss(params, batch):
     for layer in params[:-1]:
         h = jaxnn.relu(jaxnn.dense(layer, h))
     logits = jaxnn.dense(params[-1], h).astype(jnp.float32)
-    return jnp.mean(jaxnn.softmax_cross_entropy(logits, batch["y"]))
+    return jnp.mean(jaxnn.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
 
 
 def make_batch(n, d=6, classes=3, seed=0, dtype=jnp.float32):
@@ -45,6 +42,11 @@ def make_batch(n, d=6, classes=3, seed=0, dtype=jnp.float32):
         "x": jnp.asarray(rng.normal(size=(n, d)), dtype),
         "y": jnp.asarray(rng.integers(0, classes, size=n), jnp.int32),
     }
+
+
+def strided_piece(batch, i, n):
+    """Piece i of the batch, `leaf[i::n]`, sliced in NumPy (no compilation per i)."""
+    return jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[i::n]), batch)
 
 
 def assert_close(actual, expected, dtype=jnp.float32):
@@ -59,13 +61,20 @@ def assert_close(actual, expected, dtype=jnp.float32):
 # ------------------------------------------------------- equals the full batch
 
 
-@pytest.mark.parametrize("n", [1, 2, 4, 8])
-def test_mean_loss_gives_the_full_batch_loss_and_gradient(n, maybe_jit):
+# The full-batch reference, computed once for the module (jitted: the reference's
+# eager op-by-op path is not what these tests check).
+@pytest.fixture(scope="module")
+def full_batch():
     params = mlp(jax.random.key(0), (6, 16, 16, 3))
     batch = make_batch(32)
+    return params, batch, jax.jit(jax.value_and_grad(mlp_loss))(params, batch)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_mean_loss_gives_the_full_batch_loss_and_gradient(n, maybe_jit, full_batch):
+    params, batch, (ref_loss, ref_grads) = full_batch
     grad_fn = jax.value_and_grad(mlp_loss)
     loss, grads = maybe_jit(jaxnn.microbatch(grad_fn, n))(params, batch)
-    ref_loss, ref_grads = grad_fn(params, batch)
     assert_close(loss, ref_loss)
     assert_close(grads, ref_grads)
 
@@ -80,7 +89,7 @@ def test_grads_only_and_aux_outputs():
 
     grad_fn = jax.value_and_grad(loss_with_aux, has_aux=True)
     (loss, aux), grads = jaxnn.microbatch(grad_fn, 3)(params, batch)
-    (ref_loss, ref_aux), ref_grads = grad_fn(params, batch)
+    (ref_loss, ref_aux), ref_grads = jax.jit(grad_fn)(params, batch)
     assert_close((loss, aux, grads), (ref_loss, ref_aux, ref_grads))
     grads_only = jaxnn.microbatch(jax.grad(mlp_loss), 4)(params, batch)
     assert_close(grads_only, ref_grads)
@@ -94,7 +103,8 @@ def test_extra_args_and_keywords_go_to_every_piece():
         return jax.grad(lambda p: factor * mlp_loss(p, b) + offset)(p)
 
     out = jaxnn.microbatch(scaled, 2)(params, batch, 3.0, offset=1.0)
-    assert_close(out, scaled(params, batch, 3.0, offset=1.0))
+    reference = jax.jit(scaled, static_argnames="offset")
+    assert_close(out, reference(params, batch, 3.0, offset=1.0))
 
 
 def test_average_of_strided_pieces_for_any_output():
@@ -124,7 +134,7 @@ def test_sum_loss_comes_back_divided_by_the_number_of_pieces():
         return mlp_loss(p, b) * b["x"].shape[0]
 
     grads = jaxnn.microbatch(jax.grad(sum_loss), 4)(params, batch)
-    full = jax.grad(sum_loss)(params, batch)
+    full = jax.jit(jax.grad(sum_loss))(params, batch)
     assert_close(jax.tree.map(lambda g: g * 4, grads), full)
 
 
@@ -156,10 +166,7 @@ def test_bfloat16_grads_accumulate_in_float32_and_come_back_bfloat16():
     # Reference: the pieces' bf16 grads averaged in float64, rounded once to bf16.
     # The float32 sum of 8 bf16 values is exact here and /8 is exact, so the
     # result must be that rounding, bit for bit; a bf16 running sum is not.
-    pieces = [
-        jax.jit(grad_fn)(params, jax.tree.map(lambda x, i=i: x[i::8], batch))
-        for i in range(8)
-    ]
+    pieces = [jax.jit(grad_fn)(params, strided_piece(batch, i, 8)) for i in range(8)]
     expected = jax.tree.map(
         lambda *gs: jnp.asarray(
             np.mean([np.asarray(g, np.float64) for g in gs], 0).astype(np.float32),
@@ -201,7 +208,9 @@ def bn_loss(params, state, batch):
     h = jaxnn.dense(params["dense"], batch["x"])
     h, state = jaxnn.batchnorm(params["bn"], state, h, training=True)
     logits = jaxnn.dense(params["head"], jaxnn.relu(h))
-    return jnp.mean(jaxnn.softmax_cross_entropy(logits, batch["y"])), state
+    return jnp.mean(
+        jaxnn.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
+    ), state
 
 
 def test_batchnorm_normalizes_each_piece_with_its_own_statistics():
@@ -215,10 +224,7 @@ def test_batchnorm_normalizes_each_piece_with_its_own_statistics():
 
     n = 4
     (loss, new_state), grads = jaxnn.microbatch(grad_fn, n)(params, batch, state)
-    pieces = [
-        grad_fn(params, jax.tree.map(lambda x, i=i: x[i::n], batch), state)
-        for i in range(n)
-    ]
+    pieces = [grad_fn(params, strided_piece(batch, i, n), state) for i in range(n)]
     expected = jax.tree.map(
         lambda *xs: jnp.asarray(
             np.mean([np.asarray(x, np.float64) for x in xs], 0), jnp.float32
@@ -255,7 +261,7 @@ def test_numpy_int_count_is_accepted():
     params = mlp(jax.random.key(0), (6, 8, 3))
     batch = make_batch(8)
     out = jaxnn.microbatch(jax.grad(mlp_loss), np.int64(2))(params, batch)
-    assert_close(out, jax.grad(mlp_loss)(params, batch))
+    assert_close(out, jax.jit(jax.grad(mlp_loss))(params, batch))
 
 
 def test_non_callable_is_a_type_error():
@@ -297,8 +303,13 @@ def test_peak_memory_is_about_one_pieces_activations():
     # piece's (at most 1/n of the unsplit step's temporaries) plus the float32
     # accumulator and one piece's gradients (a params-sized tree each).
     b, d, h, layers, n = 4096, 64, 512, 4, 8
-    params = mlp(jax.random.key(0), (d,) + (h,) * layers + (10,))
-    batch = {"x": jnp.zeros((b, d)), "y": jnp.zeros((b,), jnp.int32)}
+    # Only shapes matter to the compiled program's memory: lower abstract values.
+    sizes = (d,) + (h,) * layers + (10,)
+    params = jax.eval_shape(lambda key: mlp(key, sizes), jax.random.key(0))
+    batch = {
+        "x": jax.ShapeDtypeStruct((b, d), jnp.float32),
+        "y": jax.ShapeDtypeStruct((b,), jnp.int32),
+    }
     grad_fn = jax.value_and_grad(mlp_loss)
     param_bytes = sum(x.size * 4 for x in jax.tree.leaves(params))
 
@@ -335,7 +346,8 @@ batch = {"x": jnp.asarray(rng.normal(size=(64, 6)), jnp.float32),
 
 def loss(p, b):
     h = jaxnn.relu(jaxnn.dense(p[0], b["x"]))
-    return jnp.mean(jaxnn.softmax_cross_entropy(jaxnn.dense(p[1], h), b["y"]))
+    logits = jaxnn.dense(p[1], h)
+    return jnp.mean(jaxnn.softmax_cross_entropy_with_integer_labels(logits, b["y"]))
 
 grad_fn = jax.value_and_grad(loss)
 ref_loss, ref_grads = jax.jit(grad_fn)(params, batch)
@@ -354,18 +366,4 @@ print("microbatch sharded OK")
 
 
 def test_sharded_batch_on_8_cpu_devices():
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", "-c", SHARDED_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "microbatch sharded OK" in proc.stdout
+    run_on_8_cpu_devices(SHARDED_SCRIPT, expect="microbatch sharded OK")

@@ -61,7 +61,9 @@ def train(dtype, train_data):
 
             def loss(params):
                 logits, new_state, _ = forward(params, bn_state, x, training=True)
-                return jnp.mean(jaxnn.softmax_cross_entropy(logits, y)), new_state
+                return jnp.mean(
+                    jaxnn.softmax_cross_entropy_with_integer_labels(logits, y)
+                ), new_state
 
             grads, bn_state = jax.grad(loss, has_aux=True)(params)
             updates, opt_state = tx.update(grads, opt_state, params)
@@ -116,7 +118,7 @@ def test_dtypes_of_every_output(runs, digits, dtype):
     assert new_state.mean.dtype == new_state.var.dtype == jnp.float32
     assert bool(jnp.all(jnp.isfinite(new_state.var)))
     # Computed in float32 internally, returned in the logits' dtype (documented).
-    loss = jaxnn.softmax_cross_entropy(logits, digits[1][1])
+    loss = jaxnn.softmax_cross_entropy_with_integer_labels(logits, digits[1][1])
     assert loss.dtype == dtype
 
 

@@ -8,10 +8,8 @@ out by hand from the documented format ("0/dense/w"), not from our own output.
 """
 
 import dataclasses
-import os
+import functools
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,7 +22,7 @@ import optax
 import pytest
 
 import jaxnn
-from tests.helpers import tol
+from tests.helpers import run_on_8_cpu_devices, tol
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 5
@@ -80,6 +78,20 @@ def trajectory(tx, params, apply, steps=STEPS, update=None):
     return params, out
 
 
+def jitted_trajectory(tx, params, apply):
+    """`trajectory` with a jitted update: one compilation instead of op-by-op
+    dispatch, for references and for tests where eager mode is not the subject."""
+    return trajectory(tx, params, apply, update=jax.jit(tx.update))
+
+
+@functools.cache
+def optax_reference(how):
+    """optax's partition trajectory for `LABELS[how]`, shared by the eager and jit
+    runs of the comparison."""
+    ref = optax_pair(LABELS[how])
+    return jitted_trajectory(ref, model_params(), optax.apply_updates)
+
+
 def jaxnn_pair(labels):
     return jaxnn.partition(
         {
@@ -116,9 +128,9 @@ def assert_leaves_close(actual, expected, dtype=jnp.float32):
 @pytest.mark.parametrize("how", list(LABELS))
 def test_matches_optax_partition_over_several_steps(how, maybe_jit):
     params = model_params()
-    tx, ref = jaxnn_pair(LABELS[how]), optax_pair(LABELS[how])
+    tx = jaxnn_pair(LABELS[how])
     p, traj = trajectory(tx, params, jaxnn.apply_updates, update=maybe_jit(tx.update))
-    p_ref, traj_ref = trajectory(ref, params, optax.apply_updates)
+    p_ref, traj_ref = optax_reference(how)
     for (u, s), (u_ref, s_ref) in zip(traj, traj_ref, strict=True):
         assert jax.tree.structure(u) == jax.tree.structure(u_ref)
         assert_leaves_close(u, u_ref)
@@ -172,8 +184,8 @@ def test_label_prefix_tree_matches_optax():
     ref = optax.partition(
         {"pretrained": optax.adam(1e-4), "new": optax.adam(1e-2)}, prefix
     )
-    p, traj = trajectory(tx, params, jaxnn.apply_updates)
-    p_ref, traj_ref = trajectory(ref, params, optax.apply_updates)
+    p, traj = jitted_trajectory(tx, params, jaxnn.apply_updates)
+    p_ref, traj_ref = jitted_trajectory(ref, params, optax.apply_updates)
     for (u, s), (u_ref, s_ref) in zip(traj, traj_ref, strict=True):
         assert_leaves_close(u, u_ref)
         assert_leaves_close(s, s_ref)
@@ -207,8 +219,8 @@ def test_inside_optax_chain_and_with_optax_inner_transforms():
             by_ndim,
         ),
     )
-    p, _ = trajectory(mixed, params, optax.apply_updates)
-    p_ref, _ = trajectory(ref, params, optax.apply_updates)
+    p, _ = jitted_trajectory(mixed, params, optax.apply_updates)
+    p_ref, _ = jitted_trajectory(ref, params, optax.apply_updates)
     assert_leaves_close(p, p_ref)
 
 
@@ -259,8 +271,8 @@ def test_one_compilation_under_jit():
 def test_bfloat16_params_match_optax_and_keep_dtype():
     params = model_params(jnp.bfloat16)
     tx, ref = jaxnn_pair(by_ndim), optax_pair(by_ndim)
-    p, traj = trajectory(tx, params, jaxnn.apply_updates)
-    p_ref, _ = trajectory(ref, params, optax.apply_updates)
+    p, traj = jitted_trajectory(tx, params, jaxnn.apply_updates)
+    p_ref, _ = jitted_trajectory(ref, params, optax.apply_updates)
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(p))
     assert all(u.dtype == jnp.bfloat16 for u in jax.tree.leaves(traj[-1][0]))
     assert_leaves_close(p, p_ref, jnp.bfloat16)
@@ -388,11 +400,12 @@ def test_paths_of_flax_and_equinox_modules():
         warnings.simplefilter("ignore", DeprecationWarning)
         from flax import linen as nn
 
-    mlp = eqx.nn.MLP(3, 2, 4, depth=1, key=jax.random.key(0))
+    # Only the paths matter: the modules are built abstractly (no initializers run).
+    mlp = eqx.filter_eval_shape(eqx.nn.MLP, 3, 2, 4, depth=1, key=jax.random.key(0))
     labels = jaxnn.label_by_path([(r"/weight$", "w")], "other")(mlp)
     # equinox: attribute "layers" (a tuple), then Linear's "weight"/"bias".
     assert labels.layers[0].weight == "w" and labels.layers[1].bias == "other"
-    flax_params = nn.Dense(3).init(jax.random.key(0), jnp.zeros((1, 2)))
+    flax_params = jax.eval_shape(nn.Dense(3).init, jax.random.key(0), jnp.zeros((1, 2)))
     labels = jaxnn.label_by_path([(r"^params/kernel$", "k")], "other")(flax_params)
     assert labels["params"] == {"kernel": "k", "bias": "other"}
 
@@ -585,21 +598,7 @@ print("partition sharded OK")
 
 
 def test_sharded_on_8_cpu_devices():
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", "-c", SHARDED_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "partition sharded OK" in proc.stdout
+    run_on_8_cpu_devices(SHARDED_SCRIPT, expect="partition sharded OK")
 
 
 # ----------------------- issue 11: callable label trees, extra args, map_params

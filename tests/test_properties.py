@@ -260,24 +260,34 @@ SPECS = {
             dict(centered=True, momentum=False, nesterov=False),
             dict(centered=False, momentum=True, nesterov=False),
             dict(centered=True, momentum=True, nesterov=True),
+            # optax's eps_in_sqrt and bias_correction (issue 11).
+            dict(
+                centered=False,
+                momentum=True,
+                nesterov=False,
+                eps_in_sqrt=False,
+                bias_correction=True,
+            ),
+            # Not centered with bias_correction here: at step 1 the corrected
+            # moments are m̂ = g and Ĝ = g² (+ a term from initial_scale), so
+            # Ĝ − m̂² is a cancellation of two g² terms and both libraries return
+            # rounding noise (or NaN). tests/test_optax_signatures.py checks that
+            # configuration on a training trajectory instead.
         ],
-        lambda h, c: jaxnn.rmsprop(
-            h["lr"],
-            h["decay"],
-            h["eps"],
-            h["init"],
-            c["centered"],
-            h["m"] if c["momentum"] else None,
-            c["nesterov"],
-        ),
-        lambda h, c: optax.rmsprop(
-            h["lr"],
-            h["decay"],
-            h["eps"],
-            h["init"],
-            centered=c["centered"],
-            momentum=h["m"] if c["momentum"] else None,
-            nesterov=c["nesterov"],
+        # The same positional call for both: optax's order is jaxnn's.
+        *(
+            lambda h, c, lib=lib: lib.rmsprop(
+                h["lr"],
+                h["decay"],
+                h["eps"],
+                h["init"],
+                c.get("eps_in_sqrt", True),
+                c["centered"],
+                h["m"] if c["momentum"] else None,
+                c["nesterov"],
+                c.get("bias_correction", False),
+            )
+            for lib in (jaxnn, optax)
         ),
         True,
     ),

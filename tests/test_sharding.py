@@ -5,9 +5,6 @@ the forced device count must be set before jax is imported. In-process tests cov
 abstract init with `jax.ShapeDtypeStruct` leaves for every optimizer.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -16,7 +13,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from tests.helpers import mlp_params
+from tests.helpers import mlp_params, run_on_8_cpu_devices
 
 SHARDED_OPTIMIZERS = ["adam", "adamw_clip", "sgd_momentum", "adagrad", "rmsprop"]
 
@@ -38,20 +35,9 @@ OPTIMIZERS = {
 
 def test_sharded_optimizers_on_8_cpu_devices():
     script = Path(__file__).with_name("_sharding_check.py")
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    root = Path(__file__).resolve().parent.parent
-    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = run_on_8_cpu_devices(script, expect="sharding OK")
     for name in SHARDED_OPTIMIZERS:
-        assert f"OK {name} " in proc.stdout, proc.stdout
-    assert "sharding OK" in proc.stdout
+        assert f"OK {name} " in out, out
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])

@@ -28,6 +28,7 @@ import pytest
 
 import jaxnn
 from tests.helpers import assert_trees_close
+from tests.test_loss_scaling import reference_trajectory
 
 KEY = jax.random.key(0)
 _rng = np.random.default_rng(0)
@@ -111,6 +112,29 @@ def run_dropout(hp):
     return jaxnn.dropout(KEY, X, **hp), jax.grad(f)(X)
 
 
+def loss_scaling_grads(params, t):
+    """Finite at steps 0, 1, 3, 4 and 7; NaN or inf at 2, 5 and 6."""
+    g = quadratic_grads(params, t)
+    if t in (2, 5, 6):
+        bad = jnp.nan if t == 5 else jnp.inf
+        g = {**g, "b": g["b"].at[t % 4].set(bad)}
+    return g
+
+
+def run_dynamic_loss_scale(hp):
+    """Eight steps of the scaled-loss loop: G = S·g, then `update` unscales."""
+    tx = jaxnn.dynamic_loss_scale(jaxnn.sgd(0.1, momentum=0.9), **hp)
+    params, state = PARAMS, tx.init(PARAMS)
+    scales = []
+    for t in range(8):
+        s = jaxnn.loss_scale(state)
+        scaled = jax.tree.map(lambda g, s=s: g * s, loss_scaling_grads(params, t))
+        updates, state = tx.update(scaled, state, params)
+        params = jaxnn.apply_updates(params, updates)
+        scales.append(state.scale)
+    return params, state, jnp.stack(scales)
+
+
 def penalty_runner(name):
     def run(hp):
         def f(params):
@@ -139,6 +163,25 @@ def run_gradient_report(hp):
     params = [{"w": PARAMS["w"], "b": PARAMS["b"]}, {"w": PARAMS["w"] * 0.01}]
     return jaxnn.gradient_report(grads, params, **hp)
 
+
+# A: power-of-two factors, growth after 2 good steps. B: factors that are not
+# powers of two, growth after every good step, backoff stopped by min_scale.
+LOSS_SCALE_VALUES = [
+    dict(
+        init_scale=1024.0,
+        growth_factor=2.0,
+        backoff_factor=0.5,
+        growth_interval=2,
+        min_scale=1.0,
+    ),
+    dict(
+        init_scale=8.0,
+        growth_factor=1.7,
+        backoff_factor=0.3,
+        growth_interval=1,
+        min_scale=4.0,
+    ),
+]
 
 # group -> public name -> (runner, [values A, values B]).
 GROUPS = {
@@ -198,8 +241,22 @@ GROUPS = {
         "adamw": (
             transform_runner("adamw"),
             [
-                dict(learning_rate=0.01, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4),
-                dict(learning_rate=0.1, b1=0.5, b2=0.9, eps=1e-3, weight_decay=0.3),
+                dict(
+                    learning_rate=0.01,
+                    b1=0.9,
+                    b2=0.999,
+                    eps=1e-8,
+                    eps_root=0.0,
+                    weight_decay=1e-4,
+                ),
+                dict(
+                    learning_rate=0.1,
+                    b1=0.5,
+                    b2=0.9,
+                    eps=1e-3,
+                    eps_root=1e-4,
+                    weight_decay=0.3,
+                ),
             ],
         ),
         "nadam": (
@@ -211,7 +268,10 @@ GROUPS = {
         ),
     },
     "building_blocks": {
-        "scale": (transform_runner("scale"), [dict(factor=-0.1), dict(factor=0.7)]),
+        "scale": (
+            transform_runner("scale"),
+            [dict(step_size=-0.1), dict(step_size=0.7)],
+        ),
         "scale_by_learning_rate": (
             transform_runner("scale_by_learning_rate"),
             [dict(learning_rate=0.1), dict(learning_rate=0.02)],
@@ -266,6 +326,7 @@ GROUPS = {
             run_skip_nonfinite,
             [dict(max_consecutive=1), dict(max_consecutive=2)],
         ),
+        "dynamic_loss_scale": (run_dynamic_loss_scale, LOSS_SCALE_VALUES),
     },
     "schedules": {
         "constant_schedule": (
@@ -391,6 +452,7 @@ STATIC = {
     "axis": "the feature axis: decides the reduction",
     "n_in": "a size: decides the parameter shapes",
     "n_out": "a size: decides the parameter shapes",
+    "num_microbatches": "a count: decides the pieces' shapes and the scan length",
     "num_features": "a size: decides the parameter shapes",
 }
 
@@ -403,6 +465,7 @@ EXCLUDED = {
             "dense",
             "global_norm",
             "gradient_norms",
+            "loss_scale",
             "mean_squared_error",
             "relu",
             "relu_derivative",
@@ -410,6 +473,7 @@ EXCLUDED = {
             "sigmoid",
             "sigmoid_derivative",
             "softmax_cross_entropy",
+            "softmax_cross_entropy_with_integer_labels",
             "tanh",
             "tanh_derivative",
             "unitwise_norm",
@@ -439,6 +503,7 @@ EXCLUDED = {
             "xavier_uniform",
         ]
     },
+    "microbatch": "wraps a function; its one number is a count (STATIC)",
     "label_by_path": "no number: its arguments are regexes and labels",
     "zeros": "no argument",
 }
@@ -514,3 +579,15 @@ def test_traced_hyperparameters_compile_once_and_match_python_numbers(group):
         assert not all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)), (
             f"{name}: values A and B give the same result"
         )
+
+
+def test_dynamic_loss_scale_values_follow_the_gradscaler_reference():
+    # The table's runner, with the Python numbers, against the NumPy reference of
+    # GradScaler's rules; the group test above equates the traced run with it.
+    finite = [t not in (2, 5, 6) for t in range(8)]
+    for hp in LOSS_SCALE_VALUES:
+        _, state, scales = run_dynamic_loss_scale(hp)
+        _, after, goods, skips = reference_trajectory(finite, **hp)
+        np.testing.assert_array_equal(scales, after)
+        assert int(state.good_steps) == goods[-1]
+        assert int(state.total_skipped) == skips[-1] == 3

@@ -124,6 +124,26 @@ def test_mu_nu_dtype():
     assert {x.dtype for x in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
 
 
+def test_complex_params_with_real_nu_dtype_match_optax():
+    """v = E|g|² is real: a real nu_dtype holds it for complex params (optax keeps
+    v complex, with a zero imaginary part); the updates equal optax's."""
+    params = jax.tree.map(
+        lambda x: (x + 1j * jnp.flip(x)).astype(jnp.complex64), random_tree(1)
+    )
+    grads = jax.tree.map(lambda p: jnp.sin(p) + 0.1, params)
+    ours = jaxnn.adam(0.1, nesterov=True, nu_dtype=jnp.float32)
+    theirs = optax.adam(0.1, nesterov=True)
+    s1, s2 = ours.init(params), theirs.init(params)
+    for _ in range(3):
+        u1, s1 = ours.update(grads, s1, params)
+        u2, s2 = theirs.update(grads, s2, params)
+        for a, b in zip(jax.tree.leaves(u1), jax.tree.leaves(u2), strict=True):
+            assert a.dtype == b.dtype == jnp.complex64
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert {x.dtype for x in jax.tree.leaves(s1[0].nu)} == {jnp.dtype(jnp.float32)}
+    assert {x.dtype for x in jax.tree.leaves(s1[0].mu)} == {jnp.dtype(jnp.complex64)}
+
+
 # --- weight decay, L1, masks ---------------------------------------------------------
 
 

@@ -64,19 +64,19 @@ class EmptyState(NamedTuple):
     """The state of a stateless transform."""
 
 
-def stateless(fn: Callable[[Updates, Params], Updates]) -> GradientTransformation:
-    """Builds a transform with no state from `fn(updates, params) -> updates`.
+def stateless(f: Callable[[Updates, Params], Updates]) -> GradientTransformation:
+    """Builds a transform with no state from `f(updates, params) -> updates`.
 
     Args:
-      fn: a pure function of the updates and the params (None if not given).
+      f: a pure function of the updates and the params (None if not given).
 
     Returns:
       A GradientTransformation whose state is `EmptyState()`.
     """
-    check_callable("fn", fn)
+    check_callable("f", f)
 
     def update(updates, state, params=None, **extra_args):
-        return fn(updates, params), state
+        return f(updates, params), state
 
     return GradientTransformation(lambda params: EmptyState(), update)
 
@@ -90,34 +90,34 @@ def identity() -> GradientTransformation:
     return stateless(lambda updates, params: updates)
 
 
-def with_extra_args_support(transform: Any) -> GradientTransformation:
-    """Wraps `transform` so its `update` accepts and ignores unknown keywords.
+def with_extra_args_support(tx: Any) -> GradientTransformation:
+    """Wraps `tx` so its `update` accepts and ignores unknown keywords.
 
     Transforms whose `update` already takes `**kwargs` (every jaxnn transform,
     optax's `GradientTransformationExtraArgs`) get the keywords forwarded; others
     (optax's plain `GradientTransformation`) get none.
 
     Args:
-      transform: any object with `init` and `update`.
+      tx: any object with `init` and `update` (optax's name).
 
     Returns:
       A GradientTransformation with the same init and state.
 
     Raises:
-      TypeError: if `transform` has no callable `init` and `update`.
+      TypeError: if `tx` has no callable `init` and `update`.
     """
-    check_transform("transform", transform)
+    check_transform("tx", tx)
     try:
-        params = inspect.signature(transform.update).parameters.values()
+        params = inspect.signature(tx.update).parameters.values()
     except (TypeError, ValueError):  # a builtin or C callable: no **kwargs
         params = ()  # type: ignore[assignment]
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return GradientTransformation(transform.init, transform.update)
+        return GradientTransformation(tx.init, tx.update)
 
     def update(updates, state, params=None, **extra_args):
-        return transform.update(updates, state, params)
+        return tx.update(updates, state, params)
 
-    return GradientTransformation(transform.init, update)
+    return GradientTransformation(tx.init, update)
 
 
 def chain(*transforms: Any) -> GradientTransformation:

@@ -89,9 +89,14 @@ def dynamic_loss_scale(
         grads = jax.grad(lambda p: loss_fn(p, x, y) * s)(params)   # G = S·∇L
         updates, opt_state = tx.update(grads, opt_state, params)
 
-    `update` computes g = G / S leaf by leaf in float32 (float64 for float64
-    leaves; every leaf is cast before dividing), so gradients that were only
-    representable in float16 because of S do not underflow again. Then:
+    `update` computes g = G · (1/S) leaf by leaf in float32 (float64 for
+    float64 leaves; every leaf is cast before multiplying), so gradients that
+    were only representable in float16 because of S do not underflow again.
+    Like GradScaler, it multiplies by the reciprocal, rounded once, rather than
+    dividing: for a power-of-two S (every S the defaults produce) the product
+    is exactly G / S; otherwise it is within about 1 ulp of it. (A product is
+    fused into the kernels that read g, where XLA materializes a quotient with
+    two consumers as a float32 copy of the gradients.) Then:
 
     - if every element of g is finite: `inner.update(g, ...)` gives the updates
       and the new inner state;
@@ -113,12 +118,13 @@ def dynamic_loss_scale(
     and the tracker restarts on growth (even a growth refused at float32's
     maximum) and on overflow. Differences from GradScaler: `min_scale` floors
     the backoff (GradScaler's scale has no floor: a long run of overflows can
-    take it to 0, where 1/S is inf); NaN/inf is looked for in G / S rather than
-    in G (the same for S >= 1; for S < 1 a G / S that overflows is skipped
-    too); the products are formed in float32, which equals PyTorch's
-    double-then-round result for power-of-two factors (the defaults) and is
-    within 1 ulp otherwise; and `>=` replaces `==`, which differs only for a
-    state resumed with a smaller `growth_interval` (it then still grows).
+    take it to 0, where 1/S is inf); NaN/inf is looked for in G · (1/S)
+    rather than in G (the same for S >= 1; for S < 1 a G · (1/S) that
+    overflows is skipped too); the scale's products S · factor are formed in
+    float32, which equals PyTorch's double-then-round result for power-of-two
+    factors (the defaults) and is within 1 ulp otherwise; and `>=` replaces
+    `==`, which differs only for a state resumed with a smaller
+    `growth_interval` (it then still grows).
 
     A scale stuck at `min_scale` with steps still skipped means the gradients
     overflow even unscaled: the run is diverging, not under-scaled, and every
@@ -188,22 +194,37 @@ def dynamic_loss_scale(
     _check_growth_interval(growth_interval)
 
     def init(params):
-        zero = jnp.zeros((), jnp.int32)
+        # One buffer per field: a state with one array in two fields cannot be
+        # donated to a jitted step ("donate the same buffer twice").
         scale = jnp.asarray(init_scale, jnp.float32)
-        return DynamicLossScaleState(inner.init(params), scale, zero, zero)
+        return DynamicLossScaleState(
+            inner.init(params),
+            scale,
+            jnp.zeros((), jnp.int32),
+            jnp.zeros((), jnp.int32),
+        )
 
     def update(updates, state, params=None, **extra_args):
         check_array_tree("updates", updates)
         s = state.scale
+        # 1 / S, then products: XLA fuses a cheap product into each kernel that
+        # reads g (the finite check, Adam's m and v), where a float division with
+        # several consumers is computed once and stored (a float32 copy of the
+        # gradients). For S > 2^64, 1/S = (1/(S·2^-64))·2^-64: a float32 1/S
+        # below 2^-126 would be subnormal, which XLA:CPU flushes to zero. Every
+        # factor of 2 here is exact, so a power-of-two S still gives G / S.
+        big = s > 2.0**64
+        low = jnp.where(big, jnp.float32(2.0**-64), jnp.float32(1.0))
 
         def unscale(g):
             g = jnp.asarray(g)
             wide = promote_types(g.dtype, jnp.float32)
-            return g.astype(wide) / s.astype(wide)
+            inv = 1 / (s * low).astype(wide)
+            return g.astype(wide) * inv * low.astype(wide)
 
         grads = jax.tree.map(unscale, updates)
-        # Division by a finite S > 0 keeps NaN/inf and can only add an overflow
-        # (S < 1), so checking the unscaled values covers the scaled ones.
+        # A product with a finite 1/S > 0 keeps NaN/inf and can only add an
+        # overflow (S < 1), so checking the unscaled values covers the scaled ones.
         finite = all_finite(grads)
         new_updates, new_inner = inner.update(
             grads, state.inner_state, params, **extra_args

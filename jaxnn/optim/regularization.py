@@ -15,9 +15,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn._checks import check_nonnegative, check_tree_matches
-from jaxnn._dtypes import compute_dtype
+from jaxnn._dtypes import compute_dtype, is_complex
 from jaxnn._masks import Mask
-from jaxnn.optim.base import EmptyState, GradientTransformation, safe_increment
+from jaxnn.optim.base import (
+    EmptyState,
+    GradientTransformation,
+    ScalarOrSchedule,
+    safe_increment,
+)
 from jaxnn.optim.masking import masked
 from jaxnn.optim.transforms import ScaleByScheduleState
 
@@ -27,8 +32,12 @@ def _add_param_term(
     strength: Any,
     term: Callable[[jax.Array], jax.Array],
     mask: Mask | None,
+    complex_error: str | None = None,
 ) -> GradientTransformation:
-    """Builds `g + strength · term(p)`, `strength` a number or a schedule."""
+    """Builds `g + strength · term(p)`, `strength` a number or a schedule.
+
+    With `complex_error`, complex params are rejected (TypeError, that reason).
+    """
     if callable(strength):
         schedule = strength
     else:
@@ -46,6 +55,10 @@ def _add_param_term(
         if params is None:
             raise ValueError(f"{name}: update() needs the params (params=None given)")
         check_tree_matches(updates, "updates", params, "params")
+        if complex_error is not None:
+            for p in jax.tree.leaves(params):
+                if is_complex(p.dtype):
+                    raise TypeError(f"{name}: {complex_error}, got {p.dtype}")
         if schedule is not None:
             s = jnp.asarray(schedule(state.count))
             state = ScaleByScheduleState(count=safe_increment(state.count))
@@ -65,7 +78,7 @@ def _add_param_term(
 
 
 def add_decayed_weights(
-    weight_decay: float | Callable[[jax.Array], Any] = 0.0, mask: Mask | None = None
+    weight_decay: ScalarOrSchedule = 0.0, mask: Mask | None = None
 ) -> GradientTransformation:
     """Adds weight decay: g ← g + λw (the gradient of the L2 penalty λ/2·Σw²).
 
@@ -74,7 +87,7 @@ def add_decayed_weights(
 
     Args:
       weight_decay: λ >= 0, or a schedule `count -> λ` (called with the count
-        before it is incremented). Defaults to 0.0, as optax's.
+        before it is incremented). The default 0.0 (as optax) adds nothing.
       mask: None (decay every param), a pytree of bools with the params'
         structure, or a function `params -> pytree of bools` (True = decayed).
         A callable pytree of bools (an equinox Module) is a tree (see `masked`).
@@ -112,9 +125,17 @@ def add_l1(
     Raises:
       ValueError: if a concrete `strength` is negative, or `update` gets no
         params.
+      TypeError: if `update` gets complex params.
 
     References:
       Tibshirani, "Regression Shrinkage and Selection via the Lasso", JRSS B
       1996.
     """
-    return _add_param_term("strength", strength, jnp.sign, mask)
+    return _add_param_term(
+        "strength",
+        strength,
+        jnp.sign,
+        mask,
+        complex_error="add_l1 takes real params (sign(w) is not the L1 "
+        "subgradient of a complex weight)",
+    )

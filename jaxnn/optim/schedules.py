@@ -5,6 +5,9 @@ A schedule is passed wherever a hyperparameter is documented as a "schedule" (e.
 step count before the step, so the first update uses `schedule(0)`. The values equal
 optax's schedules of the same names and arguments.
 
+Values are computed in JAX's default float: float32, or float64 under
+`jax_enable_x64` (then accurate to float64 rounding, as the formulas in NumPy).
+
 Every numeric argument may be traced (e.g. an argument of a jitted function that
 builds the schedule): values and step counts enter the maths as `jax.numpy`
 operands, and only concrete ones are validated. Only the boundaries of
@@ -27,6 +30,7 @@ from jaxnn._checks import (
     check_real,
     is_traced,
 )
+from jaxnn._dtypes import float_dtype
 from jaxnn.optim.base import Schedule
 
 
@@ -82,8 +86,9 @@ def exponential_decay(
     check_in_range("decay_rate", decay_rate, 0.0, math.inf, low_inclusive=False)
 
     def schedule(count):
+        dtype = float_dtype()
         elapsed = count - transition_begin
-        p = elapsed / transition_steps
+        p = jnp.asarray(elapsed, dtype) / jnp.asarray(transition_steps, dtype)
         if staircase:
             p = jnp.floor(p)
         value = jnp.where(
@@ -135,8 +140,9 @@ def cosine_decay_schedule(
     decay_steps = check_positive_int("decay_steps", decay_steps)
 
     def schedule(count):
-        steps = jnp.asarray(decay_steps, jnp.float32)
-        count = jnp.minimum(jnp.asarray(count, jnp.float32), steps)
+        dtype = float_dtype()
+        steps = jnp.asarray(decay_steps, dtype)
+        count = jnp.minimum(jnp.asarray(count, dtype), steps)
         cosine = 0.5 * (1 + jnp.cos(jnp.pi * count / steps))
         return init_value * ((1 - alpha) * cosine**exponent + alpha)
 
@@ -151,9 +157,10 @@ def _linear(init_value: float, end_value: float, steps: int) -> Schedule:
     """
 
     def schedule(count):
-        count = jnp.clip(count, 0, steps)
+        dtype = float_dtype()
+        count = jnp.asarray(jnp.clip(count, 0, steps), dtype)
         # max(steps, 1) only matters for steps = 0, where count is 0 too.
-        frac = 1 - count / jnp.maximum(steps, 1)
+        frac = 1 - count / jnp.asarray(jnp.maximum(steps, 1), dtype)
         return (init_value - end_value) * frac + end_value
 
     return schedule

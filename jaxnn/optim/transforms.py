@@ -6,21 +6,25 @@ transform is built. The adaptive scalings (Adagrad, RMSprop, Adam) live in
 `adaptive.py`; weight decay and L1 in `regularization.py`; masking in `masking.py`.
 
 Dtypes: element-wise arithmetic is done in float32 or wider (bfloat16 moments and
-gradients are widened, then rounded once when stored); each state leaf keeps the
-dtype it was created with (the params' unless `mu_dtype`/`nu_dtype` say otherwise),
-and the outgoing updates have the dtype of the incoming ones.
+gradients are widened, then rounded once when stored; complex values in complex64 or
+wider, as optax, so no imaginary part is dropped); each state leaf keeps the dtype
+it was created with (the params' unless `accumulator_dtype`, `mu_dtype` or
+`nu_dtype` say otherwise), and the outgoing updates have the dtype of the incoming
+ones.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxnn._checks import (
+    check_bool,
     check_callable,
     check_decay,
+    check_floating_dtype,
     check_learning_rate,
     check_real,
     check_tree_matches,
@@ -32,22 +36,24 @@ from jaxnn.optim.base import (
     ScalarOrSchedule,
     Schedule,
     Updates,
+    identity,
     safe_increment,
     stateless,
 )
 
 
-def scale(factor: float | jax.Array) -> GradientTransformation:
-    """Multiplies the updates by a constant `factor`.
+def scale(step_size: float | jax.Array) -> GradientTransformation:
+    """Multiplies the updates by a constant: u ← step_size · u.
 
     Args:
-      factor: the multiplier (any real number, or an array traced under jit).
+      step_size: the multiplier (any real number, or an array traced under jit;
+        optax's name).
 
     Returns:
       A stateless GradientTransformation.
     """
-    check_real("factor", factor)
-    return stateless(lambda updates, params: scale_tree(updates, factor))
+    check_real("step_size", step_size)
+    return stateless(lambda updates, params: scale_tree(updates, step_size))
 
 
 class ScaleByScheduleState(NamedTuple):
@@ -89,7 +95,7 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
 
 
 def scale_by_learning_rate(
-    learning_rate: ScalarOrSchedule, *, flip_sign: bool = True
+    learning_rate: ScalarOrSchedule | None = None, *, flip_sign: bool = True
 ) -> GradientTransformation:
     """Multiplies the updates by −learning_rate (or +learning_rate).
 
@@ -99,16 +105,20 @@ def scale_by_learning_rate(
     Args:
       learning_rate: η, a number >= 0 or a schedule `count -> η` (called with the
         int32 count before it is incremented, so the first step uses
-        `schedule(0)`).
-      flip_sign: whether to negate (True for gradient descent).
+        `schedule(0)`); None (the default, as optax) means no scaling.
+      flip_sign: whether to negate (True for gradient descent; a Python bool).
 
     Returns:
-      A GradientTransformation: stateless for a number, with
-      `ScaleByScheduleState` for a schedule.
+      A GradientTransformation: `identity()` for None, stateless for a number,
+      with `ScaleByScheduleState` for a schedule.
 
     Raises:
       ValueError: if a concrete learning rate is negative or not finite.
+      TypeError: if `flip_sign` is not a bool.
     """
+    check_bool("flip_sign", flip_sign)
+    if learning_rate is None:
+        return identity()
     check_learning_rate(learning_rate)
     sign = -1 if flip_sign else 1
     if callable(learning_rate):
@@ -126,28 +136,41 @@ class TraceState(NamedTuple):
     trace: Updates
 
 
-def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
+def trace(
+    decay: float, nesterov: bool = False, accumulator_dtype: Any = None
+) -> GradientTransformation:
     """Momentum: v ← decay·v + g; returns v, or g + decay·v with `nesterov`.
 
     The Nesterov form needs only the gradient at the current params; it gives the
     iterates of the look-ahead form v ← βv + η∇L(W − βv) under the change of
-    variables W' = W − βv (Sutskever et al., 2013).
+    variables W' = W − βv (Sutskever et al., 2013). The new velocity is formed in
+    float32 or wider and returned unrounded; only the stored copy is rounded to
+    `accumulator_dtype` (as optax).
 
     Args:
       decay: β in [0, 1).
-      nesterov: whether to return the Nesterov look-ahead update.
+      nesterov: whether to return the Nesterov look-ahead update (a Python bool).
+      accumulator_dtype: dtype of the stored velocity; None keeps the params'
+        dtype (as optax). bfloat16 halves the state's memory.
 
     Returns:
-      A GradientTransformation with state `TraceState` (velocity in the params'
-      dtype).
+      A GradientTransformation with state `TraceState`.
 
     Raises:
       ValueError: if a concrete `decay` is outside [0, 1).
+      TypeError: if `nesterov` is not a bool, `accumulator_dtype` not a floating
+        dtype (or None), or (at `init`) real while a param is complex.
     """
     check_decay("decay", decay)
+    check_bool("nesterov", nesterov)
+    accumulator_dtype = check_floating_dtype(
+        "accumulator_dtype", accumulator_dtype, allow_none=True
+    )
 
     def init(params):
-        return TraceState(trace=zeros_like_tree(params))
+        return TraceState(
+            trace=zeros_like_tree(params, accumulator_dtype, name="accumulator_dtype")
+        )
 
     def leaf(g, v):
         wide = compute_dtype(g.dtype, v.dtype)
