@@ -25,7 +25,9 @@ from pathlib import Path
 # worker reading one that another is still writing) is a warning and a fresh
 # compilation (pyproject's filterwarnings keeps that one warning from failing).
 # Every compilation is cached, however short (min compile time 0, no minimum
-# size): the suite's many small programs are most of its compile time.
+# size): the suite's many small programs are most of its compile time. Nothing
+# is evicted (eviction needs the `filelock` package): entries of programs that no
+# longer exist stay until `.jax_cache/` is deleted, which is always safe.
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = {
     "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"),
@@ -57,3 +59,29 @@ def maybe_jit(request):
     if request.param == "jit":
         return jax.jit
     return lambda f, **kwargs: f
+
+
+# The slowest modules first (CPU seconds on a fresh clone, largest first). With
+# `--dist loadfile` each module runs whole on one worker, handed out in collection
+# order; started last, one of these would leave the other worker idle while it
+# finishes. Longest first keeps both cores busy to the end. The rest keep their
+# order; a module missing here only runs later. Tests inside a module keep theirs.
+SLOWEST_FIRST = [
+    "test_properties.py",
+    "test_examples.py",
+    "test_docs.py",
+    "test_microbatching.py",
+    "test_diagnostics.py",
+    "test_clipping.py",
+    "test_checkpoint.py",
+    "test_strict_dtypes.py",
+    "test_dropout.py",
+    "test_float16_example.py",
+    "test_partition.py",
+    "test_benchmarks.py",
+]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

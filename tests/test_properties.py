@@ -505,6 +505,10 @@ def test_float32_moments_with_bfloat16_params(name, data, seed):
 # --- random tree structures --------------------------------------------------------
 # A new structure means a new compilation, which costs far more than an example on a
 # compiled function (~0.3 s per leaf for all transforms together, against ~1 ms).
+# Compiling all the structures into one program instead was measured: 6% less
+# compile time (XLA:CPU's time grows with the program, not per program), not worth
+# a structure-coupled program. A second run reads them all from the persistent
+# compilation cache (tests/conftest.py): 212 s of CPU for this module, then 51 s.
 # So each hypothesis example is one structure: it picks a structural option per
 # transform, compiles one jitted step running every transform and its optax twin,
 # and checks `DRAWS` draws of hyperparameters and values with it (`STEPS` steps each).
