@@ -8,7 +8,6 @@ out by hand from the documented format ("0/dense/w"), not from our own output.
 """
 
 import dataclasses
-import functools
 import re
 import warnings
 from pathlib import Path
@@ -78,20 +77,6 @@ def trajectory(tx, params, apply, steps=STEPS, update=None):
     return params, out
 
 
-def jitted_trajectory(tx, params, apply):
-    """`trajectory` with a jitted update: one compilation instead of op-by-op
-    dispatch, for references and for tests where eager mode is not the subject."""
-    return trajectory(tx, params, apply, update=jax.jit(tx.update))
-
-
-@functools.cache
-def optax_reference(how):
-    """optax's partition trajectory for `LABELS[how]`, shared by the eager and jit
-    runs of the comparison."""
-    ref = optax_pair(LABELS[how])
-    return jitted_trajectory(ref, model_params(), optax.apply_updates)
-
-
 def jaxnn_pair(labels):
     return jaxnn.partition(
         {
@@ -128,9 +113,9 @@ def assert_leaves_close(actual, expected, dtype=jnp.float32):
 @pytest.mark.parametrize("how", list(LABELS))
 def test_matches_optax_partition_over_several_steps(how, maybe_jit):
     params = model_params()
-    tx = jaxnn_pair(LABELS[how])
+    tx, ref = jaxnn_pair(LABELS[how]), optax_pair(LABELS[how])
     p, traj = trajectory(tx, params, jaxnn.apply_updates, update=maybe_jit(tx.update))
-    p_ref, traj_ref = optax_reference(how)
+    p_ref, traj_ref = trajectory(ref, params, optax.apply_updates)
     for (u, s), (u_ref, s_ref) in zip(traj, traj_ref, strict=True):
         assert jax.tree.structure(u) == jax.tree.structure(u_ref)
         assert_leaves_close(u, u_ref)
@@ -184,8 +169,8 @@ def test_label_prefix_tree_matches_optax():
     ref = optax.partition(
         {"pretrained": optax.adam(1e-4), "new": optax.adam(1e-2)}, prefix
     )
-    p, traj = jitted_trajectory(tx, params, jaxnn.apply_updates)
-    p_ref, traj_ref = jitted_trajectory(ref, params, optax.apply_updates)
+    p, traj = trajectory(tx, params, jaxnn.apply_updates)
+    p_ref, traj_ref = trajectory(ref, params, optax.apply_updates)
     for (u, s), (u_ref, s_ref) in zip(traj, traj_ref, strict=True):
         assert_leaves_close(u, u_ref)
         assert_leaves_close(s, s_ref)
@@ -219,8 +204,8 @@ def test_inside_optax_chain_and_with_optax_inner_transforms():
             by_ndim,
         ),
     )
-    p, _ = jitted_trajectory(mixed, params, optax.apply_updates)
-    p_ref, _ = jitted_trajectory(ref, params, optax.apply_updates)
+    p, _ = trajectory(mixed, params, optax.apply_updates)
+    p_ref, _ = trajectory(ref, params, optax.apply_updates)
     assert_leaves_close(p, p_ref)
 
 
@@ -271,8 +256,8 @@ def test_one_compilation_under_jit():
 def test_bfloat16_params_match_optax_and_keep_dtype():
     params = model_params(jnp.bfloat16)
     tx, ref = jaxnn_pair(by_ndim), optax_pair(by_ndim)
-    p, traj = jitted_trajectory(tx, params, jaxnn.apply_updates)
-    p_ref, _ = jitted_trajectory(ref, params, optax.apply_updates)
+    p, traj = trajectory(tx, params, jaxnn.apply_updates)
+    p_ref, _ = trajectory(ref, params, optax.apply_updates)
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(p))
     assert all(u.dtype == jnp.bfloat16 for u in jax.tree.leaves(traj[-1][0]))
     assert_leaves_close(p, p_ref, jnp.bfloat16)
