@@ -1,4 +1,4 @@
-"""What the examples share: the digits data, the command line, saving a figure.
+"""What the examples share: the digits data, a plain MLP, the command line, figures.
 
 The examples import this module by name (`from _common import ...`): Python puts
 the directory of the script it runs on `sys.path`, so `python examples/NAME.py`
@@ -13,7 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+import jaxnn
 
 
 class Digits(NamedTuple):
@@ -140,3 +144,25 @@ def figure(
         fig.savefig(path, dpi=dpi)
     finally:
         plt.close(fig)
+
+
+def mlp_init(key: jax.Array, sizes: tuple[int, ...]) -> list[dict[str, jax.Array]]:
+    """A ReLU MLP's layers `{"w", "b"}` for `sizes` (inputs, hidden..., classes)."""
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [
+        jaxnn.dense_init(k, n_in, n_out)
+        for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:], strict=True)
+    ]
+
+
+def mlp_forward(params: list[dict[str, jax.Array]], x: jax.Array) -> jax.Array:
+    """The logits: ReLU after every layer but the last."""
+    for layer in params[:-1]:
+        x = jaxnn.relu(jaxnn.dense(layer, x))
+    return jaxnn.dense(params[-1], x)
+
+
+def mlp_loss(params: list[dict[str, jax.Array]], x: jax.Array, y: jax.Array):
+    """The mean softmax cross-entropy of the MLP on integer labels `y`."""
+    logits = mlp_forward(params, x)
+    return jnp.mean(jaxnn.softmax_cross_entropy_with_integer_labels(logits, y))

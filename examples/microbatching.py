@@ -34,28 +34,15 @@ import time
 import _plots
 import jax
 import jax.numpy as jnp
-from _common import parse_args
+from _common import mlp_init, mlp_loss, parse_args
 
 import jaxnn
 
 SIZES = (64, 1024, 1024, 1024, 10)
 
 
-def init(key):
-    keys = jax.random.split(key, len(SIZES) - 1)
-    return [
-        jaxnn.dense_init(k, n_in, n_out)
-        for k, n_in, n_out in zip(keys, SIZES[:-1], SIZES[1:], strict=True)
-    ]
-
-
 def loss_fn(params, batch):
-    h = batch["x"]
-    for layer in params[:-1]:
-        h = jaxnn.relu(jaxnn.dense(layer, h))
-    logits = jaxnn.dense(params[-1], h)
-    labels = batch["y"]
-    return jnp.mean(jaxnn.softmax_cross_entropy_with_integer_labels(logits, labels))
+    return mlp_loss(params, batch["x"], batch["y"])
 
 
 def main(
@@ -73,7 +60,7 @@ def main(
     """
     del steps, quiet
     key_p, key_x, key_y = jax.random.split(jax.random.key(seed), 3)
-    params = init(key_p)
+    params = mlp_init(key_p, SIZES)
     batch = {
         "x": jax.random.normal(key_x, (batch_size, SIZES[0])),
         "y": jax.random.randint(key_y, (batch_size,), 0, SIZES[-1]),

@@ -29,32 +29,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from _common import load_digits, parse_args
+from _common import load_digits, mlp_forward, mlp_init, mlp_loss, parse_args
 from tqdm import tqdm
 
 import jaxnn
 
 SIZES = (64, 128, 128, 10)
 LR = 3e-3
-
-
-def init(key):
-    keys = jax.random.split(key, len(SIZES) - 1)
-    return [
-        jaxnn.dense_init(k, n_in, n_out)
-        for k, n_in, n_out in zip(keys, SIZES[:-1], SIZES[1:], strict=True)
-    ]
-
-
-def forward(params, x):
-    for layer in params[:-1]:
-        x = jaxnn.relu(jaxnn.dense(layer, x))
-    return jaxnn.dense(params[-1], x)
-
-
-def loss_fn(params, x, y):
-    logits = forward(params, x)
-    return jnp.mean(jaxnn.softmax_cross_entropy_with_integer_labels(logits, y))
 
 
 def optimizers():
@@ -90,7 +71,7 @@ def main(steps=600, plot=None, *, batch_size=128, seed=0, quiet=None):
     results, curves = {}, {}
     start = time.perf_counter()
     for name, tx in optimizers().items():
-        params = init(jax.random.key(seed))
+        params = mlp_init(jax.random.key(seed), SIZES)
         if name == "lookahead":
             params = optax.LookaheadParams.init_synced(params)
         opt_state = tx.init(params)
@@ -98,7 +79,7 @@ def main(steps=600, plot=None, *, batch_size=128, seed=0, quiet=None):
         @jax.jit
         def step(params, opt_state, x, y, poison, tx=tx, name=name):
             fast = params.fast if name == "lookahead" else params
-            loss, grads = jax.value_and_grad(loss_fn)(fast, x, y)
+            loss, grads = jax.value_and_grad(mlp_loss)(fast, x, y)
             # A NaN gradient now and then: only apply_if_finite survives it, so
             # only its run gets one.
             bad = poison & (name == "apply_if_finite")
@@ -120,7 +101,7 @@ def main(steps=600, plot=None, *, batch_size=128, seed=0, quiet=None):
             history.append((loss, factor))
         losses, factors = np.asarray(jax.device_get(history)).T
         final = params.slow if name == "lookahead" else params
-        accuracy = jnp.mean(jnp.argmax(forward(final, x_test), -1) == y_test)
+        accuracy = jnp.mean(jnp.argmax(mlp_forward(final, x_test), -1) == y_test)
         results[name] = {
             "test_accuracy": float(accuracy),
             "final_loss": float(np.mean(losses[-50:])),

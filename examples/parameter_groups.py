@@ -28,7 +28,7 @@ import _plots
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import load_digits, parse_args
+from _common import load_digits, mlp_forward, mlp_init, mlp_loss, parse_args
 from tqdm import tqdm
 
 import jaxnn
@@ -38,24 +38,9 @@ LR, DECAY = 3e-3, 0.3
 
 
 def init(key):
-    keys = jax.random.split(key, len(SIZES) - 1)
-    params = [
-        jaxnn.dense_init(k, n_in, n_out)
-        for k, n_in, n_out in zip(keys, SIZES[:-1], SIZES[1:], strict=True)
-    ]
+    params = mlp_init(key, SIZES)
     # Non-zero biases, as after pretraining, so that decaying them shows.
     return [{"w": p["w"], "b": jnp.full_like(p["b"], 0.5)} for p in params]
-
-
-def forward(params, x):
-    for layer in params[:-1]:
-        x = jaxnn.relu(jaxnn.dense(layer, x))
-    return jaxnn.dense(params[-1], x)
-
-
-def loss_fn(params, x, y):
-    logits = forward(params, x)
-    return jnp.mean(jaxnn.softmax_cross_entropy_with_integer_labels(logits, y))
 
 
 def optimizers():
@@ -88,7 +73,7 @@ def main(steps=600, plot=None, *, batch_size=128, seed=0, quiet=None):
 
         @jax.jit
         def step(params, opt_state, x, y, tx=tx):
-            loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+            loss, grads = jax.value_and_grad(mlp_loss)(params, x, y)
             updates, opt_state = tx.update(grads, opt_state, params)
             params = jaxnn.apply_updates(params, updates)
             return params, opt_state, loss, bias_norm(params)
@@ -100,7 +85,7 @@ def main(steps=600, plot=None, *, batch_size=128, seed=0, quiet=None):
             )
             history.append((loss, norm))
         losses, norms = np.asarray(jax.device_get(history)).T
-        accuracy = jnp.mean(jnp.argmax(forward(params, x_test), -1) == y_test)
+        accuracy = jnp.mean(jnp.argmax(mlp_forward(params, x_test), -1) == y_test)
         results[name] = {
             "test_accuracy": float(accuracy),
             "final_loss": float(np.mean(losses[-50:])),
