@@ -281,6 +281,33 @@ class _Timed:
     times: list[float]
 
 
+def time_interleaved(
+    timed: dict[str, _Timed], grads: Any, rounds: int, warmup: int, triad: Triad
+) -> tuple[dict[str, float], float]:
+    """Median ms per step of each entry of `timed`, and the triad's bandwidth.
+
+    Each round runs every step once, in alternating order (forward on even rounds,
+    backward on odd ones, so neither side always follows the other), then one triad,
+    so the bandwidth reference sees the same machine state as the steps.
+    """
+    names = list(timed)
+    case_triad = len(triad.times)
+    for _ in range(warmup):
+        for t in timed.values():
+            t.params, t.state = t.step(t.params, t.state, grads)
+            jax.block_until_ready((t.params, t.state))
+    for i in range(rounds):
+        for name in names if i % 2 == 0 else names[::-1]:
+            t = timed[name]
+            t0 = time.perf_counter()
+            t.params, t.state = t.step(t.params, t.state, grads)
+            jax.block_until_ready((t.params, t.state))
+            t.times.append(time.perf_counter() - t0)
+        triad.run()
+    ms = {name: statistics.median(t.times) * 1e3 for name, t in timed.items()}
+    return ms, triad.bandwidth(since=case_triad)
+
+
 def bench_case(label: str, params: dict, grads: dict, rounds: int, warmup: int, names):
     """Times each optimizer of `names` against optax on one tree; prints the table."""
     n = sum(x.size for x in jax.tree.leaves(params))
@@ -308,21 +335,7 @@ def bench_case(label: str, params: dict, grads: dict, rounds: int, warmup: int, 
                 tx, APPLY[lib], params, grads
             )
             timed[lib] = _Timed(compiled, copy_tree(params), state, [])
-        case_triad = len(triad.times)
-        for _ in range(warmup):
-            for t in timed.values():
-                t.params, t.state = t.step(t.params, t.state, grads)
-                jax.block_until_ready((t.params, t.state))
-        for i in range(rounds):
-            for lib in LIBRARIES if i % 2 == 0 else LIBRARIES[::-1]:
-                t = timed[lib]
-                t0 = time.perf_counter()
-                t.params, t.state = t.step(t.params, t.state, grads)
-                jax.block_until_ready((t.params, t.state))
-                t.times.append(time.perf_counter() - t0)
-            triad.run()
-        triad_bw = triad.bandwidth(since=case_triad)
-        ms = {lib: statistics.median(t.times) * 1e3 for lib, t in timed.items()}
+        ms, triad_bw = time_interleaved(timed, grads, rounds, warmup, triad)
         row = Row(
             optimizer=name,
             ms=ms,
@@ -630,21 +643,7 @@ def bench_glue(
                 tx, GLUE_APPLY[ref], params, grads
             )
             timed[ref] = _Timed(compiled, copy_tree(params), state, [])
-        case_triad = len(triad.times)
-        for _ in range(warmup):
-            for t in timed.values():
-                t.params, t.state = t.step(t.params, t.state, grads)
-                jax.block_until_ready((t.params, t.state))
-        for i in range(rounds):
-            for ref in GLUE_REFS if i % 2 == 0 else GLUE_REFS[::-1]:
-                t = timed[ref]
-                t0 = time.perf_counter()
-                t.params, t.state = t.step(t.params, t.state, grads)
-                jax.block_until_ready((t.params, t.state))
-                t.times.append(time.perf_counter() - t0)
-            triad.run()
-        triad_bw = triad.bandwidth(since=case_triad)
-        ms = {ref: statistics.median(t.times) * 1e3 for ref, t in timed.items()}
+        ms, triad_bw = time_interleaved(timed, grads, rounds, warmup, triad)
         min_arrays = glue.min_arrays(params)
         row = GlueRow(
             glue=name,
