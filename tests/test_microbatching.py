@@ -180,8 +180,17 @@ def test_bfloat16_grads_accumulate_in_float32_and_come_back_bfloat16():
         )
 
 
+def _enable_x64():
+    """jax.enable_x64 (new in jax 0.8); jax.experimental.enable_x64 at the floor."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64
+
+    return enable_x64(True)
+
+
 def test_float64_stays_float64():
-    with jax.enable_x64(True):
+    with _enable_x64():
         params = mlp(jax.random.key(3), (6, 8, 3), jnp.float64)
         batch = make_batch(8, dtype=jnp.float64)
         grad_fn = jax.value_and_grad(mlp_loss)
