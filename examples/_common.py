@@ -75,6 +75,16 @@ def load_digits(
     return Digits(x_train, y_train, x_test, y_test)
 
 
+def digits_and_batches(
+    steps: int, batch_size: int, seed: int
+) -> tuple[Digits, list[np.ndarray]]:
+    """The stratified 80/20 digits split and `steps` random minibatch index arrays."""
+    data = load_digits(0.2, seed=seed, stratify=True)
+    rng = np.random.default_rng(seed)
+    batches = [rng.integers(0, len(data.x_train), batch_size) for _ in range(steps)]
+    return data, batches
+
+
 def load_digits_unsplit() -> tuple[np.ndarray, np.ndarray]:
     """All 1797 digits (float32 features standardized as in `standardize`, int32)."""
     from sklearn.datasets import load_digits as sklearn_digits

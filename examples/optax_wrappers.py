@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from _common import load_digits, mlp_forward, mlp_init, mlp_loss, parse_args
+from _common import digits_and_batches, mlp_forward, mlp_init, mlp_loss, parse_args
 from tqdm import tqdm
 
 import jaxnn
@@ -65,9 +65,9 @@ def lr_factor(name, opt_state):
 
 def main(steps=600, plot=None, *, batch_size=128, seed=0, quiet=None):
     """Trains with jaxnn.adam in each wrapper; returns losses and accuracies."""
-    x_train, y_train, x_test, y_test = load_digits(0.2, seed=seed, stratify=True)
-    rng = np.random.default_rng(seed)
-    batches = [rng.integers(0, len(x_train), batch_size) for _ in range(steps)]
+    (x_train, y_train, x_test, y_test), batches = digits_and_batches(
+        steps, batch_size, seed
+    )
     results, curves = {}, {}
     start = time.perf_counter()
     for name, tx in optimizers().items():
