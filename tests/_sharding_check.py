@@ -21,6 +21,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jaxnn
+from tests.helpers import counting_jit
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 assert jax.device_count() == 8, jax.devices()
@@ -129,12 +130,12 @@ def run(name, make):
     assert jax.tree.structure(via_eval_shape) == jax.tree.structure(reference)
 
     # Jitted update and a jitted train step that must be traced exactly once.
-    step, traces = make_step(tx, sharded_loss)
+    step = make_step(tx, sharded_loss)
     # The state comes from the jitted init: eager init leaves its int32 counts
     # uncommitted on one device, and after the first step they live on the mesh,
     # which would trace the step a second time (optax's init does the same).
     p_s, s_s, u_s = train(step, SHARDED_PARAMS, jitted)
-    assert len(traces) == 1, (name, len(traces))
+    assert step.traces == 1, (name, step.traces)
     check_state_sharding(s_s, "jitted update")
     for p, want in zip(jax.tree.leaves(p_s), jax.tree.leaves(SHARDINGS), strict=True):
         assert p.sharding.is_equivalent_to(want, p.ndim), (name, p.sharding, want)
@@ -144,7 +145,7 @@ def run(name, make):
     train(
         step, SHARDED_PARAMS, jax.jit(tx.init, out_shardings=shardings)(SHARDED_PARAMS)
     )
-    assert len(traces) == 1, (name, len(traces))
+    assert step.traces == 1, (name, step.traces)
 
     # A plain jitted tx.update keeps the sharding too.
     grads = jax.device_put(jax.grad(loss)(PARAMS, X[:16], Y[:16]), SHARDINGS)
@@ -155,16 +156,13 @@ def run(name, make):
 
 
 def make_step(tx, loss_fn):
-    traces = []
-
-    @jax.jit
+    @counting_jit
     def step(params, state, x, y):
-        traces.append(None)
         grads = jax.grad(loss_fn)(params, x, y)
         updates, state = tx.update(grads, state, params)
         return jaxnn.apply_updates(params, updates), state, updates
 
-    return step, traces
+    return step
 
 
 def train(step, params, state):
@@ -178,7 +176,7 @@ for name, make in OPTIMIZERS.items():
     with jax.set_mesh(MESH):
         tx, sharded, n_array_leaves = run(name, make)
     # Results equal the unsharded single-device run.
-    step, _ = make_step(tx, loss)
+    step = make_step(tx, loss)
     unsharded = train(step, PARAMS, tx.init(PARAMS))
     for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(unsharded), strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype, (name, a, b)

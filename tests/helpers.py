@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -56,6 +57,32 @@ def run_on_8_cpu_devices(script: str | Path, *, expect: str, timeout: int = 600)
     assert proc.returncode == 0, output
     assert expect in proc.stdout, output
     return proc.stdout
+
+
+class counting_jit:  # lower case: used as a decorator, like jax.jit
+    """`jax.jit(fn)` that counts its traces: the suite's one "compiles once" check.
+
+    JAX traces (and compiles) a jitted function again whenever the abstract
+    values, pytree structure or static arguments of a call differ from those of
+    every earlier call; a step whose `traces` stays 1 over several calls was
+    compiled once. Use as `@counting_jit` or `counting_jit(fn, **jit_kwargs)`.
+    """
+
+    def __init__(self, fn, **jit_kwargs):
+        self.traces = 0
+
+        @functools.wraps(fn)
+        def counted(*args, **kwargs):
+            self.traces += 1
+            return fn(*args, **kwargs)
+
+        self._jitted = jax.jit(counted, **jit_kwargs)
+
+    def __call__(self, *args, **kwargs):
+        return self._jitted(*args, **kwargs)
+
+    def lower(self, *args, **kwargs):
+        return self._jitted.lower(*args, **kwargs)
 
 
 def tol(dtype) -> dict:

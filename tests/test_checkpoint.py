@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from tests.helpers import mlp_loss, mlp_params
+from tests.helpers import counting_jit, mlp_loss, mlp_params
 
 OPTIMIZERS = {
     "gd": lambda: jaxnn.gd(0.05),
@@ -112,16 +112,14 @@ def assert_bitwise_equal(actual, expected):
 
 
 def make_step(tx, poison_every=0):
-    """A jitted train step on `mlp_loss`; counts its traces in `step.traces`.
+    """A jitted train step on `mlp_loss` that counts its traces (`step.traces`).
 
     With `poison_every` > 0 every such step's gradients are NaN (to exercise
     `skip_nonfinite`'s counters across a restart).
     """
-    traces = []
 
-    @jax.jit
+    @counting_jit
     def step(params, opt_state, i):
-        traces.append(None)
         grads = jax.grad(mlp_loss)(params)
         if poison_every:
             bad = (i % poison_every) == poison_every - 1
@@ -129,7 +127,6 @@ def make_step(tx, poison_every=0):
         updates, opt_state = tx.update(grads, opt_state, params)
         return jaxnn.apply_updates(params, updates), opt_state
 
-    step.traces = traces
     return step
 
 
@@ -164,7 +161,7 @@ def test_optimizer_resume_from_savez_is_bit_identical(name, trajectories, tmp_pa
     assert_bitwise_equal(restored, mid)
     resumed = train(step, *restored, RESUME_AT, STEPS)
     assert_bitwise_equal(resumed, final)
-    assert len(step.traces) == 1, "restored arrays must not retrace the step"
+    assert step.traces == 1, "restored arrays must not retrace the step"
     # A non-empty state is not trivially equal to init: training moved it.
     moved = [
         not np.array_equal(a, b)
@@ -190,7 +187,7 @@ def test_optimizer_resume_from_orbax_is_bit_identical(name, trajectories, tmp_pa
     assert_bitwise_equal(restored, mid)
     resumed = train(step, *restored, RESUME_AT, STEPS)
     assert_bitwise_equal(resumed, final)
-    assert len(step.traces) == 1
+    assert step.traces == 1
 
 
 @pytest.mark.parametrize("roundtrip", [savez_roundtrip, orbax_roundtrip])
@@ -238,11 +235,8 @@ def bn_forward(params, bn_state, key, x):
 
 
 def make_bn_step(tx):
-    traces = []
-
-    @jax.jit
+    @counting_jit
     def step(state, x, y):
-        traces.append(None)
         key, sub = jax.random.split(state["key"])
 
         def loss(params):
@@ -261,7 +255,6 @@ def make_bn_step(tx):
             "step": state["step"] + 1,
         }
 
-    step.traces = traces
     return step
 
 
@@ -294,7 +287,7 @@ def test_bn_dropout_model_resume_is_bit_identical(roundtrip, bn_run, tmp_path):
     assert_bitwise_equal(restored, mid)
     resumed = bn_train(step, restored, STEPS)
     assert_bitwise_equal(resumed, final)
-    assert len(step.traces) == 1
+    assert step.traces == 1
     # The running statistics moved away from their init (mean 0, var 1).
     assert float(jnp.max(jnp.abs(final["bn_state"].mean))) > 0.01
     assert isinstance(resumed["bn_state"], jaxnn.BatchNormState)
