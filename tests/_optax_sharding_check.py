@@ -1,8 +1,8 @@
 """Run by tests/test_optax_findings.py in a subprocess with 8 forced CPU devices.
 
-For every clip and optimizer of tests/_optax_twins.py (SHARDING_CLIPS and
-SHARDING_OPTIMIZERS) on Auto-axes
-and Explicit-axes meshes of 2x4 devices, params are placed with the user's
+For every entry of the "optax_sharding" suite of tests/registry.py (each clip
+chained before Adam, and one optimizer per state layout) on Auto-axes and
+Explicit-axes meshes of 2x4 devices, params are placed with the user's
 NamedShardings (sharded and replicated leaves), the state is built by an
 eager `init`, and one jitted step (no out_shardings: the compiler chooses) is run.
 The new params and the updates must keep each param's sharding, and every state
@@ -36,12 +36,8 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jaxnn
-from tests._optax_twins import (
-    SHARDING_CLIPS,
-    SHARDING_OPTIMIZERS,
-    TRANSFORMS,
-    grads_like,
-)
+from tests import registry
+from tests.registry import grads_like
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 assert jax.device_count() == 8, jax.devices()
@@ -69,6 +65,11 @@ LAYOUTS = {
         "b2": P(),
     },
 }
+# The clips chained before Adam (the moments after a clip must keep the params'
+# shardings too) and the optimizers, one per state layout.
+SELECTED = registry.entries("optax_sharding")
+SHARDING_CLIPS = [e.name for e in SELECTED if e.name.endswith("+adam")]
+SHARDING_OPTIMIZERS = [e.name for e in SELECTED if e.name not in SHARDING_CLIPS]
 # (mesh kind, layout, transforms, libraries). Each clip is checked wherever a
 # drift was seen (and against optax on Auto meshes, where optax keeps the
 # shardings; on Explicit meshes optax's adaptive_grad_clip fails to trace), every
@@ -138,9 +139,10 @@ def run_config(kind, layout, names, libs, emit):
         for lib in libs:
             entries, states, meta = [], [], []
             for k, name in enumerate(names):
-                make = TRANSFORMS[name][0 if lib == "jaxnn" else 1]
-                if make is None:
+                entry = registry.BY_NAME[name]
+                if lib == "optax" and entry.theirs is None:
                     continue
+                make = entry.make if lib == "jaxnn" else entry.twin
                 apply = jaxnn.apply_updates if lib == "jaxnn" else optax.apply_updates
                 key = (name, lib)
                 try:
