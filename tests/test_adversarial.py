@@ -36,52 +36,12 @@ import numpy as np
 import pytest
 
 import jaxnn
+from tests import registry
 
-TRANSFORMS = {
-    "scale": lambda: jaxnn.scale(0.5),
-    "scale_by_learning_rate": lambda: jaxnn.scale_by_learning_rate(0.1),
-    "trace": lambda: jaxnn.trace(0.9),
-    "trace_nesterov": lambda: jaxnn.trace(0.9, nesterov=True),
-    "scale_by_rss": lambda: jaxnn.scale_by_rss(),
-    "scale_by_rms": lambda: jaxnn.scale_by_rms(),
-    "scale_by_rms_centered": lambda: jaxnn.scale_by_rms(centered=True),
-    "scale_by_adam": lambda: jaxnn.scale_by_adam(),
-    "scale_by_adam_nesterov": lambda: jaxnn.scale_by_adam(nesterov=True),
-    "add_decayed_weights": lambda: jaxnn.add_decayed_weights(1e-4),
-    "add_l1": lambda: jaxnn.add_l1(1e-4),
-    "clip_by_value": lambda: jaxnn.clip_by_value(1.0),
-    "clip_by_global_norm": lambda: jaxnn.clip_by_global_norm(1.0),
-    "clip_by_layer_norm": lambda: jaxnn.clip_by_layer_norm(1.0),
-    "adaptive_grad_clip": lambda: jaxnn.adaptive_grad_clip(0.01),
-    "gd": lambda: jaxnn.gd(0.1),
-    "sgd": lambda: jaxnn.sgd(0.1, 0.9),
-    "momentum": lambda: jaxnn.momentum(0.1),
-    "nesterov": lambda: jaxnn.nesterov(0.1),
-    "adagrad": lambda: jaxnn.adagrad(0.1),
-    "rmsprop": lambda: jaxnn.rmsprop(0.1),
-    "rmsprop_centered": lambda: jaxnn.rmsprop(0.1, centered=True),
-    "adam": lambda: jaxnn.adam(0.1),
-    "adamw": lambda: jaxnn.adamw(0.1),
-    "nadam": lambda: jaxnn.nadam(0.1),
-}
-CLIPS = {"clip_by_value", "clip_by_global_norm", "clip_by_layer_norm"}
-CLIPS |= {"adaptive_grad_clip"}
-# Transforms that add a function of the params: a zero gradient gives a non-zero
-# update.
-PARAM_TERMS = {"add_decayed_weights", "add_l1", "adamw"}
-# Second-moment accumulators: g² overflows float32 for |g| > ~1.8e19.
-SQUARING = {
-    "scale_by_rss",
-    "scale_by_rms",
-    "scale_by_adam",
-    "scale_by_adam_nesterov",
-    "adagrad",
-    "rmsprop",
-    "adam",
-    "adamw",
-    "nadam",
-}
-CENTERED = {"scale_by_rms_centered", "rmsprop_centered"}
+# The transforms: the "adversarial" suite of tests/registry.py, whose flags say which
+# documented exception applies (`squares`, `centered`, `param_term`, kind "clip").
+ENTRIES = {e.name: e for e in registry.entries("adversarial")}
+NAMES = sorted(ENTRIES)
 STEPS = 3
 FINITE_KINDS = ["zero", "tiny", "huge", "mixed"]
 NONFINITE_KINDS = ["+inf", "-inf", "nan"]
@@ -120,7 +80,7 @@ def grads_of(kind, dtype=jnp.float32):
 @functools.cache
 def runner(name):
     """One jitted function per transform: `STEPS` updates with the same grads."""
-    tx = TRANSFORMS[name]()
+    tx = ENTRIES[name].make()
 
     @jax.jit
     def run(grads, params):
@@ -144,13 +104,14 @@ def _all_zero(tree):
 
 
 @pytest.mark.parametrize("kind", FINITE_KINDS)
-@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+@pytest.mark.parametrize("name", NAMES)
 def test_finite_gradients(name, kind):
     grads = grads_of(kind)
     updates, state = runner(name)(grads, PARAMS)
     overflow = kind in ("huge", "mixed")  # holds |g| > 1.8e19: g² overflows
     big = jax.tree.map(lambda g: jnp.abs(g) > 1.8e19, grads)
-    if overflow and name in CENTERED:
+    entry = ENTRIES[name]
+    if overflow and entry.centered:
         # Documented: G − m² = inf − inf = NaN where g² overflows; the other
         # elements stay finite.
         assert not _finite(state)
@@ -161,17 +122,17 @@ def test_finite_gradients(name, kind):
             )
         return
     assert _finite(updates), f"{name} turned finite {kind} gradients into NaN/inf"
-    if overflow and name in SQUARING:
+    if overflow and entry.squares:
         # Documented: the second moment overflows to +inf; the step is g/√inf = 0.
         assert not _finite(state)
-        if name != "adamw":
+        if not entry.param_term:
             for u in updates:
                 jax.tree.map(
                     lambda x, b: np.testing.assert_array_equal(x[b], 0), u, big
                 )
         return
     assert _finite(state), f"{name} state became non-finite for {kind} gradients"
-    if kind == "zero" and name not in PARAM_TERMS:
+    if kind == "zero" and not entry.param_term:
         assert _all_zero(updates)
 
 
@@ -179,25 +140,27 @@ def test_finite_gradients(name, kind):
 @pytest.mark.parametrize("name", ["clip_by_global_norm", "clip_by_layer_norm"])
 def test_norm_clips_rescale_instead_of_zeroing(name, kind):
     """Norms of 1e30 gradients do not overflow: the clipped norm equals max_norm."""
+    max_norm = ENTRIES[name].hparams["max_norm"]
     updates, _ = runner(name)(grads_of(kind), PARAMS)
     if name == "clip_by_global_norm":
         norms = [jaxnn.global_norm(updates[-1])]
     else:  # the leaf `w` holds the huge elements in both kinds
         norms = [jaxnn.global_norm(updates[-1]["w"])]
     for n in norms:
-        assert 0.99 < float(n) <= 1.0 + 1e-5
+        assert 0.99 * max_norm < float(n) <= max_norm * (1.0 + 1e-5)
 
 
 def test_clip_by_value_clips_infinities():
+    max_abs = ENTRIES["clip_by_value"].hparams["max_abs"]
     g = grads_of("+inf")
     updates, _ = runner("clip_by_value")(g, PARAMS)
-    assert float(updates[0]["w"][0, 0]) == 1.0
+    assert float(updates[0]["w"][0, 0]) == max_abs
     updates, _ = runner("clip_by_value")(grads_of("-inf"), PARAMS)
-    assert float(updates[0]["w"][0, 0]) == -1.0
+    assert float(updates[0]["w"][0, 0]) == -max_abs
 
 
 @pytest.mark.parametrize("kind", NONFINITE_KINDS)
-@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+@pytest.mark.parametrize("name", NAMES)
 def test_nonfinite_gradients_are_not_masked(name, kind):
     """Without skip_nonfinite, NaN/±inf reach the updates (nothing hides them)."""
     updates, _ = runner(name)(grads_of(kind), PARAMS)
@@ -210,7 +173,7 @@ def test_nonfinite_gradients_are_not_masked(name, kind):
 @functools.cache
 def skip_runner(name):
     """skip_nonfinite(tx): one finite step, then one step with the given grads."""
-    tx = jaxnn.skip_nonfinite(TRANSFORMS[name]())
+    tx = jaxnn.skip_nonfinite(ENTRIES[name].make())
 
     @jax.jit
     def run(finite, grads, params):
@@ -222,7 +185,7 @@ def skip_runner(name):
 
 
 @pytest.mark.parametrize("kind", NONFINITE_KINDS)
-@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+@pytest.mark.parametrize("name", NAMES)
 def test_skip_nonfinite_protects_state(name, kind):
     before, updates, after = skip_runner(name)(
         grads_of("mixed"), grads_of(kind), PARAMS
@@ -244,7 +207,7 @@ def test_tiny_low_precision(dtype):
     """
     params = jax.tree.map(lambda p: p.astype(dtype), PARAMS)
     grads = grads_of("tiny", dtype)
-    txs = {name: build() for name, build in TRANSFORMS.items()}
+    txs = {name: entry.make() for name, entry in ENTRIES.items()}
 
     @jax.jit
     def run(grads, params):

@@ -8,6 +8,7 @@ and for a BatchNorm + dropout MLP whose dropout key is part of the saved state.
 Each step function is jitted once per optimizer and shared by both runs.
 """
 
+import functools
 import warnings
 
 import jax
@@ -16,24 +17,19 @@ import numpy as np
 import pytest
 
 import jaxnn
+from tests import registry
 from tests.helpers import counting_jit, mlp_loss, mlp_params
 
+# The "checkpoint" suite of tests/registry.py (one optimizer per kind of state), at a
+# small learning rate: the trajectories stay well inside float32 range. Orbax round
+# trips each optimizer of the "checkpoint_orbax" suite (a chain and skip_nonfinite).
 OPTIMIZERS = {
-    "gd": lambda: jaxnn.gd(0.05),
-    "sgd": lambda: jaxnn.sgd(0.05),
-    "momentum": lambda: jaxnn.momentum(0.05, 0.9),
-    "nesterov": lambda: jaxnn.nesterov(0.05, 0.9),
-    "adagrad": lambda: jaxnn.adagrad(0.05),
-    "rmsprop": lambda: jaxnn.rmsprop(0.01, centered=True, momentum=0.9),
-    "adam": lambda: jaxnn.adam(0.01),
-    "adamw": lambda: jaxnn.adamw(0.01, weight_decay=0.1),
-    "nadam": lambda: jaxnn.nadam(0.01),
-    "clip_adamw": lambda: jaxnn.chain(
-        jaxnn.clip_by_global_norm(0.5), jaxnn.adamw(0.01, weight_decay=0.1)
-    ),
-    "skip_nonfinite": lambda: jaxnn.skip_nonfinite(jaxnn.adam(0.01)),
+    e.name: functools.partial(
+        e.make, **({"learning_rate": 0.01} if "learning_rate" in e.hparams else {})
+    )
+    for e in registry.entries("checkpoint")
 }
-ORBAX_SUBSET = ["clip_adamw", "skip_nonfinite"]
+ORBAX_SUBSET = registry.names("checkpoint_orbax")
 STEPS, RESUME_AT = 8, 3
 
 
@@ -142,7 +138,8 @@ def trajectories():
     out = {}
     for name, make in OPTIMIZERS.items():
         tx = make()
-        step = make_step(tx, poison_every=3 if name == "skip_nonfinite" else 0)
+        poison = registry.BY_NAME[name].factory == "skip_nonfinite"
+        step = make_step(tx, poison_every=3 if poison else 0)
         params = mlp_params(0)
         mid = train(step, params, tx.init(params), 0, RESUME_AT)
         final = train(step, *mid, RESUME_AT, STEPS)

@@ -7,8 +7,9 @@ in jaxnn (a silent float32 -> float64 or bfloat16 -> float32 upcast) is an error
 
 Promotion errors and dtypes are decided when JAX traces a function, so the
 optimizer steps are traced with `jax.eval_shape` (every op of init, update and
-apply_updates goes through the strict rules) without compiling 32 programs; their
-values are tested against optax in tests/test_optimizers.py.
+apply_updates goes through the strict rules) without compiling a program per
+entry; their values are tested against optax in tests/test_optimizers.py. The
+transforms are the "strict_dtypes" suite of tests/registry.py.
 """
 
 import jax
@@ -16,40 +17,7 @@ import jax.numpy as jnp
 import pytest
 
 import jaxnn
-
-OPTIMIZERS = {
-    "gd": lambda: jaxnn.gd(0.1),
-    "sgd_nesterov": lambda: jaxnn.sgd(0.1, momentum=0.9, nesterov=True),
-    "momentum": lambda: jaxnn.momentum(0.1),
-    "nesterov": lambda: jaxnn.nesterov(0.1),
-    "adagrad": lambda: jaxnn.adagrad(0.1),
-    "rmsprop_centered": lambda: jaxnn.rmsprop(0.1, centered=True, momentum=0.9),
-    "adam": lambda: jaxnn.adam(0.1),
-    "adamw": lambda: jaxnn.adamw(
-        0.1, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)
-    ),
-    "nadam": lambda: jaxnn.nadam(0.1),
-    "adam_f32_moments": lambda: jaxnn.adam(
-        0.1, mu_dtype=jnp.float32, nu_dtype=jnp.float32
-    ),
-    "schedule": lambda: jaxnn.adamw(
-        jaxnn.warmup_cosine_decay_schedule(0.0, 0.1, 5, 50, end_value=0.001)
-    ),
-    "clip_chain": lambda: jaxnn.chain(
-        jaxnn.clip_by_global_norm(1.0),
-        jaxnn.clip_by_layer_norm(1.0),
-        jaxnn.clip_by_value(0.5),
-        jaxnn.adaptive_grad_clip(0.1),
-        jaxnn.add_l1(1e-3),
-        jaxnn.add_decayed_weights(1e-3),
-        jaxnn.sgd(0.1),
-    ),
-    "skip_nonfinite": lambda: jaxnn.skip_nonfinite(jaxnn.adam(0.1)),
-    "exponential_decay": lambda: jaxnn.sgd(jaxnn.exponential_decay(0.1, 10, 0.5)),
-    "piecewise": lambda: jaxnn.sgd(
-        jaxnn.piecewise_constant_schedule(0.1, {3: 0.5, 6: 0.1})
-    ),
-}
+from tests import registry
 
 
 def _params(dtype):
@@ -60,11 +28,11 @@ def _params(dtype):
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("name", registry.names("strict_dtypes"))
 def test_optimizer_under_strict_promotion_keeps_dtypes(name, dtype):
     params = _params(dtype)
     with jax.numpy_dtype_promotion("strict"):
-        tx = OPTIMIZERS[name]()
+        tx = registry.BY_NAME[name].make()
         state = tx.init(params)
 
         def step(params, state):
