@@ -5,29 +5,33 @@ and parameter values (each leaf at a random scale from 1e-3 to 1e3), and require
 jaxnn to give the updates (and, where the state layouts agree, the states) of its
 optax twin:
 
-- `test_matches_optax_float32`: every transform in `SPECS` on the fixed tree `TREE`
-  (nested dict, list and tuple, `None` leaves, scalars, zero-size arrays, leaves of
-  rank 1 to 4), in float32.
-- `test_matches_optax_low_precision`: the transforms without squared moments
-  (`LOW_PRECISION`) with bfloat16 or float16 params, gradients and state, on `TREE`.
-- `test_float32_moments_with_bfloat16_params`: adam, adamw, nadam and scale_by_adam
-  with bfloat16 params and gradients and float32 moments, on `TREE`.
-- `test_matches_optax_random_structures`: every transform in `SPECS` on random tree
-  structures (`random_structure`), in float32.
+- `test_matches_optax_float32`: every entry of the "properties" suite of
+  tests/registry.py on the fixed tree `TREE` (nested dict, list and tuple, `None`
+  leaves, scalars, zero-size arrays, leaves of rank 1 to 4), in float32.
+- `test_matches_optax_low_precision`: the entries without squared moments
+  (`LOW_PRECISION`: the registry's `squares` flag) with bfloat16 or float16 params,
+  gradients and state, on `TREE`.
+- `test_float32_moments_with_bfloat16_params`: the entries whose factory has
+  `mu_dtype`/`nu_dtype` (adam, adamw, nadam, scale_by_adam) with bfloat16 params
+  and gradients and float32 moments, on `TREE`.
+- `test_matches_optax_random_structures`: one entry per factory (drawn per
+  structure) on random tree structures (`random_structure`), in float32.
 
-Examples per transform, in the "ci" profile (the default) and in "thorough"
+Examples per factory, in the "ci" profile (the default) and in "thorough"
 (HYPOTHESIS_PROFILE=thorough): 100 and 1000 for each of the first three (bfloat16
-and float16 together in the second); for the random structures, 25 and 250
-structures, each checked with 4 draws of hyperparameters and values (100 and 1000
-draws). A structure uses one structural option per transform (e.g. nesterov or
-not), drawn with it. Both profiles have no deadline; "ci" is derandomized, so its
-examples are the same on every run.
+and float16 together in the second), shared by the factory's structural variants
+(each entry of a factory with k variants in the test gets 1/k of them, rounded up:
+`_examples`); for the random structures, 25 and 250 structures, each checked with 4
+draws of hyperparameters and values (100 and 1000 draws). A structure uses one
+structural variant per factory (e.g. nesterov or not), drawn with it. Both
+profiles have no deadline; "ci" is derandomized, so its examples are the same on
+every run.
 
 Speed: on `TREE`, hypothesis draws values, not shapes, and the hyperparameters enter
-as traced float32 scalars, so each (transform, structural option, dtype) compiles
-once, into one jitted function that runs jaxnn and optax side by side under
-`lax.scan`; the examples then only execute it. Random structures each cost a
-compilation, shared by all transforms (see that section).
+as traced float32 scalars, so each (entry, dtype) compiles once, into one jitted
+function that runs jaxnn and optax side by side under `lax.scan`; the examples then
+only execute it. Random structures each cost a compilation, shared by all
+transforms (see that section).
 
 Tolerances, per dtype (`tol(dtype)` in `tests/helpers.py`, applied per leaf by
 `assert_close_per_leaf` as |a − e| <= rtol·|e| + atol·max|e|, the atol relative to
@@ -49,17 +53,18 @@ leaves of 1e3):
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import jaxnn
+from tests import registry
 from tests.helpers import tol
 
 settings.register_profile(
@@ -115,9 +120,12 @@ def _fill(specs, rng, dtype, lead=()):
 
 
 # --- the transforms and their optax twins -----------------------------------------
-# Each entry: hyperparameter ranges [low, high] (float32 scalars, traced), structural
-# configurations (compile-time options), the jaxnn and optax builders, and whether
-# the states are laid out alike (then they are compared leaf by leaf too).
+# The "properties" suite of tests/registry.py: each entry builds the jaxnn transform
+# and its optax twin from the same keywords. `RANGES[entry][keyword]` is the range
+# [low, high] of each hyperparameter drawn here (float32 scalars, traced); the other
+# keywords keep the entry's values (structural options: nesterov, centered, ...).
+# States are compared leaf by leaf where the entry's `same_state` says the layouts
+# agree.
 
 _lr = (1e-4, 1.0)
 _decay = (0.0, 0.99)
@@ -131,213 +139,85 @@ _nonneg = (0.0, 1.0)
 _clip = (1e-3, 10.0)
 _eps_root = (0.0, 1e-6)
 
-SPECS = {
-    "scale": (
-        dict(f=(-10.0, 10.0)),
-        [{}],
-        lambda h, c: jaxnn.scale(h["f"]),
-        lambda h, c: optax.scale(h["f"]),
-        True,
-    ),
-    "scale_by_learning_rate": (
-        dict(lr=_lr),
-        [{}],
-        lambda h, c: jaxnn.scale_by_learning_rate(h["lr"]),
-        lambda h, c: optax.scale_by_learning_rate(h["lr"]),
-        True,
-    ),
-    "trace": (
-        dict(decay=_decay),
-        [dict(nesterov=False), dict(nesterov=True)],
-        lambda h, c: jaxnn.trace(h["decay"], **c),
-        lambda h, c: optax.trace(h["decay"], **c),
-        True,
-    ),
-    "scale_by_rss": (
-        dict(init=_nonneg, eps=_eps),
-        [{}],
-        lambda h, c: jaxnn.scale_by_rss(h["init"], h["eps"]),
-        lambda h, c: optax.scale_by_rss(h["init"], h["eps"]),
-        True,
-    ),
-    "scale_by_rms": (
-        dict(decay=_rms_decay, eps=_eps, init=_nonneg),
-        [dict(centered=False), dict(centered=True)],
-        lambda h, c: jaxnn.scale_by_rms(h["decay"], h["eps"], h["init"], **c),
-        lambda h, c: (
-            optax.scale_by_stddev(h["decay"], h["eps"], h["init"])
-            if c["centered"]
-            else optax.scale_by_rms(h["decay"], h["eps"], h["init"])
-        ),
-        True,
-    ),
-    "scale_by_adam": (
-        dict(b1=_decay, b2=_b2, eps=_eps, eps_root=_eps_root),
-        [dict(nesterov=False), dict(nesterov=True)],
-        lambda h, c: jaxnn.scale_by_adam(
-            h["b1"], h["b2"], h["eps"], h["eps_root"], **c
-        ),
-        lambda h, c: optax.scale_by_adam(
-            h["b1"], h["b2"], h["eps"], h["eps_root"], **c
-        ),
-        True,
-    ),
-    "add_decayed_weights": (
-        dict(wd=_nonneg),
-        [{}],
-        lambda h, c: jaxnn.add_decayed_weights(h["wd"]),
-        lambda h, c: optax.add_decayed_weights(h["wd"]),
-        True,
-    ),
-    "clip_by_value": (
-        dict(m=_clip),
-        [{}],
-        lambda h, c: jaxnn.clip_by_value(h["m"]),
-        lambda h, c: optax.clip(h["m"]),
-        False,  # jaxnn keeps the pre-clip norm in its state, optax nothing
-    ),
-    "clip_by_global_norm": (
-        dict(m=_clip),
-        [{}],
-        lambda h, c: jaxnn.clip_by_global_norm(h["m"]),
-        lambda h, c: optax.clip_by_global_norm(h["m"]),
-        False,
-    ),
-    "adaptive_grad_clip": (
-        dict(c=_clip, eps=_eps),
-        [{}],
-        lambda h, c: jaxnn.adaptive_grad_clip(h["c"], h["eps"]),
-        lambda h, c: optax.adaptive_grad_clip(h["c"], h["eps"]),
-        False,
-    ),
-    "gd": (
-        dict(lr=_lr),
-        [{}],
-        lambda h, c: jaxnn.gd(h["lr"]),
-        lambda h, c: optax.sgd(h["lr"]),
-        False,  # optax.sgd without momentum chains an identity
-    ),
-    "sgd": (
-        dict(lr=_lr, m=_decay),
-        [dict(momentum=False), dict(nesterov=False), dict(nesterov=True)],
-        lambda h, c: (
-            jaxnn.sgd(h["lr"])
-            if c.get("momentum") is False
-            else jaxnn.sgd(h["lr"], h["m"], c["nesterov"])
-        ),
-        lambda h, c: (
-            optax.sgd(h["lr"])
-            if c.get("momentum") is False
-            else optax.sgd(h["lr"], h["m"], c["nesterov"])
-        ),
-        False,
-    ),
-    "momentum": (
-        dict(lr=_lr, m=_decay),
-        [{}],
-        lambda h, c: jaxnn.momentum(h["lr"], h["m"]),
-        lambda h, c: optax.sgd(h["lr"], momentum=h["m"]),
-        True,
-    ),
-    "nesterov": (
-        dict(lr=_lr, m=_decay),
-        [{}],
-        lambda h, c: jaxnn.nesterov(h["lr"], h["m"]),
-        lambda h, c: optax.sgd(h["lr"], momentum=h["m"], nesterov=True),
-        True,
-    ),
-    "adagrad": (
-        dict(lr=_lr, init=_nonneg, eps=_eps),
-        [{}],
-        lambda h, c: jaxnn.adagrad(h["lr"], h["init"], h["eps"]),
-        lambda h, c: optax.adagrad(h["lr"], h["init"], h["eps"]),
-        True,
-    ),
-    "rmsprop": (
-        dict(lr=_lr, decay=_rms_decay, eps=_eps, init=_nonneg, m=_decay),
-        [
-            dict(centered=False, momentum=False, nesterov=False),
-            dict(centered=True, momentum=False, nesterov=False),
-            dict(centered=False, momentum=True, nesterov=False),
-            dict(centered=True, momentum=True, nesterov=True),
-            # optax's eps_in_sqrt and bias_correction (issue 11).
-            dict(
-                centered=False,
-                momentum=True,
-                nesterov=False,
-                eps_in_sqrt=False,
-                bias_correction=True,
-            ),
-            # Not centered with bias_correction here: at step 1 the corrected
-            # moments are m̂ = g and Ĝ = g² (+ a term from initial_scale), so
-            # Ĝ − m̂² is a cancellation of two g² terms and both libraries return
-            # rounding noise (or NaN). tests/test_optax_signatures.py checks that
-            # configuration on a training trajectory instead.
-        ],
-        # The same positional call for both: optax's order is jaxnn's.
-        *(
-            lambda h, c, lib=lib: lib.rmsprop(
-                h["lr"],
-                h["decay"],
-                h["eps"],
-                h["init"],
-                c.get("eps_in_sqrt", True),
-                c["centered"],
-                h["m"] if c["momentum"] else None,
-                c["nesterov"],
-                c.get("bias_correction", False),
-            )
-            for lib in (jaxnn, optax)
-        ),
-        True,
-    ),
-    "adam": (
-        dict(lr=_lr, b1=_decay, b2=_b2, eps=_eps, eps_root=_eps_root),
-        [{}],
-        lambda h, c: jaxnn.adam(h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"]),
-        lambda h, c: optax.adam(h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"]),
-        True,
-    ),
-    "adamw": (
-        dict(lr=_lr, b1=_decay, b2=_b2, eps=_eps, wd=_nonneg),
-        [{}],
-        lambda h, c: jaxnn.adamw(
-            h["lr"], h["b1"], h["b2"], h["eps"], weight_decay=h["wd"]
-        ),
-        lambda h, c: optax.adamw(
-            h["lr"], h["b1"], h["b2"], h["eps"], weight_decay=h["wd"]
-        ),
-        True,
-    ),
-    "nadam": (
-        dict(lr=_lr, b1=_decay, b2=_b2, eps=_eps, eps_root=_eps_root),
-        [{}],
-        lambda h, c: jaxnn.nadam(h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"]),
-        lambda h, c: optax.nadam(h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"]),
-        True,
-    ),
+_rms = dict(learning_rate=_lr, decay=_rms_decay, eps=_eps, initial_scale=_nonneg)
+_adam = dict(b1=_decay, b2=_b2, eps=_eps, eps_root=_eps_root)
+RANGES = {
+    "scale": dict(step_size=(-10.0, 10.0)),
+    "scale_by_learning_rate": dict(learning_rate=_lr),
+    "trace": dict(decay=_decay),
+    "trace_nesterov": dict(decay=_decay),
+    "scale_by_rss": dict(initial_accumulator_value=_nonneg, eps=_eps),
+    "scale_by_rms": dict(decay=_rms_decay, eps=_eps, initial_scale=_nonneg),
+    "scale_by_rms_centered": dict(decay=_rms_decay, eps=_eps, initial_scale=_nonneg),
+    "scale_by_adam": _adam,
+    "scale_by_adam_nesterov": _adam,
+    "add_decayed_weights": dict(weight_decay=_nonneg),
+    "clip_by_value": dict(max_abs=_clip),
+    "clip_by_global_norm": dict(max_norm=_clip),
+    "clip_by_layer_norm": dict(max_norm=_clip),
+    "adaptive_grad_clip": dict(clipping=_clip, eps=_eps),
+    "gd": dict(learning_rate=_lr),
+    "sgd": dict(learning_rate=_lr),
+    "sgd_momentum": dict(learning_rate=_lr, momentum=_decay),
+    "sgd_nesterov": dict(learning_rate=_lr, momentum=_decay),
+    "momentum": dict(learning_rate=_lr, beta=_decay),
+    "nesterov": dict(learning_rate=_lr, beta=_decay),
+    "adagrad": dict(learning_rate=_lr, initial_accumulator_value=_nonneg, eps=_eps),
+    "rmsprop": _rms,
+    "rmsprop_centered": _rms,
+    "rmsprop_momentum": {**_rms, "momentum": _decay},
+    "rmsprop_centered_momentum": {**_rms, "momentum": _decay},
+    "rmsprop_centered_nesterov": {**_rms, "momentum": _decay},
+    # optax's eps_in_sqrt and bias_correction (issue 11). Not centered with
+    # bias_correction here: at step 1 the corrected moments are m̂ = g and Ĝ = g²
+    # (+ a term from initial_scale), so Ĝ − m̂² is a cancellation of two g² terms
+    # and both libraries return rounding noise (or NaN).
+    # tests/test_optax_signatures.py checks that configuration on a training
+    # trajectory instead.
+    "rmsprop_bias_correction": {**_rms, "momentum": _decay},
+    "adam": dict(learning_rate=_lr, **_adam),
+    "adamw": dict(learning_rate=_lr, b1=_decay, b2=_b2, eps=_eps, weight_decay=_nonneg),
+    "nadam": dict(learning_rate=_lr, **_adam),
 }
+ENTRIES = {e.name: e for e in registry.entries("properties")}
+NAMES = sorted(ENTRIES)
+assert set(RANGES) == set(NAMES), set(RANGES) ^ set(NAMES)
+for _name, _ranges in RANGES.items():  # real keywords of the jaxnn factory
+    _params = inspect.signature(getattr(jaxnn, ENTRIES[_name].factory)).parameters
+    assert set(_ranges) <= set(_params), (_name, set(_ranges) - set(_params))
+
+
+def _examples(name, names):
+    """The examples of `name` in a test over `names`: a factory's share.
+
+    Structural variants of one factory (e.g. the six rmsprop entries) share the
+    profile's examples, as they did when each example drew its variant: every
+    variant gets max_examples / (number of variants), rounded up.
+    """
+    factory = ENTRIES[name].factory
+    n = sum(ENTRIES[m].factory == factory for m in names)
+    return max(1, -(-settings.default.max_examples // n))
+
 
 _RUNNERS: dict = {}
 
 
-def _runner(name, config_index, dtype, float32_moments=False):
-    """One jitted function per (transform, config, dtype): compiled once.
+def _runner(name, dtype, float32_moments=False):
+    """One jitted function per (entry, dtype): compiled once.
 
     Runs jaxnn in `dtype` and optax in float32 on the upcast inputs, `STEPS`
     updates each with the same gradients, and returns both update sequences and
-    final states. With `float32_moments`, jaxnn is built by `FLOAT32_MOMENTS`.
+    final states. With `float32_moments`, jaxnn keeps its moments in float32
+    (`mu_dtype`, `nu_dtype`).
     """
-    key = (name, config_index, jnp.dtype(dtype).name, float32_moments)
+    key = (name, jnp.dtype(dtype).name, float32_moments)
     if key not in _RUNNERS:
-        _, configs, ours_fn, theirs_fn, _ = SPECS[name]
-        if float32_moments:
-            ours_fn = FLOAT32_MOMENTS[name]
-        config = configs[config_index]
+        entry = ENTRIES[name]
+        extra = _F32 if float32_moments else {}
 
         @jax.jit
         def run(hp, params, grads):
-            ours, theirs = ours_fn(hp, config), theirs_fn(hp, config)
+            ours, theirs = entry.make(**hp, **extra), entry.twin(**hp)
             up = jax.tree.map(lambda x: x.astype(jnp.float32), params)
 
             def step(carry, g):
@@ -381,23 +261,20 @@ def assert_close_per_leaf(actual, expected, dtype):
         )
 
 
-def _draw_config_and_hyperparameters(name, data):
-    ranges, configs, _, _, _ = SPECS[name]
-    config_index = data.draw(st.integers(0, len(configs) - 1), label="config")
-    hp = {
+def _draw_hyperparameters(name, data):
+    return {
         k: np.float32(data.draw(st.floats(*r), label=k))
-        for k, r in sorted(ranges.items())
+        for k, r in sorted(RANGES[name].items())
     }
-    return config_index, hp
 
 
 def _check(name, data, dtype, seed):
-    states_alike = SPECS[name][4]
-    config_index, hp = _draw_config_and_hyperparameters(name, data)
+    states_alike = ENTRIES[name].same_state
+    hp = _draw_hyperparameters(name, data)
     rng = np.random.default_rng(seed)
     params = _fill(TREE, rng, dtype)
     grads = _fill(TREE, rng, dtype, lead=(STEPS,))
-    run = _runner(name, config_index, dtype)
+    run = _runner(name, dtype)
     u1, u2, s1, s2 = run(hp, params, grads)
     assert_close_per_leaf(u1, u2, dtype)
     if states_alike and jnp.dtype(dtype) == jnp.float32:
@@ -407,10 +284,26 @@ def _check(name, data, dtype, seed):
         assert a.shape == g.shape and a.dtype == g.dtype
 
 
-@pytest.mark.parametrize("name", sorted(SPECS))
-@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
-def test_matches_optax_float32(name, data, seed):
-    _check(name, data, jnp.float32, seed)
+def _run_examples(name, names, check, **strategies):
+    """Runs `check(**drawn)` on `_examples(name, names)` hypothesis examples."""
+
+    @settings(max_examples=_examples(name, names))
+    @given(**strategies)
+    def examples(**drawn):
+        check(**drawn)
+
+    examples()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_matches_optax_float32(name):
+    _run_examples(
+        name,
+        NAMES,
+        lambda data, seed: _check(name, data, jnp.float32, seed),
+        data=st.data(),
+        seed=st.integers(0, 2**32 - 1),
+    )
 
 
 # Transforms whose state (if any) is a plain sum or trace of gradients. The adaptive
@@ -419,29 +312,19 @@ def test_matches_optax_float32(name, data, seed):
 # float16), so with low-precision params they are compared in float32 only; their
 # low-precision use goes through `mu_dtype`/`nu_dtype` (float32 moments), tested by
 # `test_float32_moments_with_bfloat16_params` below.
-LOW_PRECISION = [
-    "add_decayed_weights",
-    "adaptive_grad_clip",
-    "clip_by_global_norm",
-    "clip_by_value",
-    "gd",
-    "momentum",
-    "nesterov",
-    "scale",
-    "scale_by_learning_rate",
-    "sgd",
-    "trace",
-]
+LOW_PRECISION = [name for name in NAMES if not ENTRIES[name].squares]
 
 
 @pytest.mark.parametrize("name", LOW_PRECISION)
-@given(
-    data=st.data(),
-    seed=st.integers(0, 2**32 - 1),
-    dtype=st.sampled_from([jnp.bfloat16, jnp.float16]),
-)
-def test_matches_optax_low_precision(name, data, seed, dtype):
-    _check(name, data, dtype, seed)
+def test_matches_optax_low_precision(name):
+    _run_examples(
+        name,
+        LOW_PRECISION,
+        lambda data, seed, dtype: _check(name, data, dtype, seed),
+        data=st.data(),
+        seed=st.integers(0, 2**32 - 1),
+        dtype=st.sampled_from([jnp.bfloat16, jnp.float16]),
+    )
 
 
 # --- adaptive optimizers: bfloat16 params and gradients, float32 moments -----------
@@ -457,41 +340,42 @@ def test_matches_optax_low_precision(name, data, seed, dtype):
 #   not per leaf: with float32 moments nothing cancels in low precision.
 
 _F32 = dict(mu_dtype=jnp.float32, nu_dtype=jnp.float32)
-FLOAT32_MOMENTS = {
-    "scale_by_adam": lambda h, c: jaxnn.scale_by_adam(
-        h["b1"], h["b2"], h["eps"], h["eps_root"], **c, **_F32
-    ),
-    "adam": lambda h, c: jaxnn.adam(
-        h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"], **_F32
-    ),
-    "adamw": lambda h, c: jaxnn.adamw(
-        h["lr"], h["b1"], h["b2"], h["eps"], weight_decay=h["wd"], **_F32
-    ),
-    "nadam": lambda h, c: jaxnn.nadam(
-        h["lr"], h["b1"], h["b2"], h["eps"], h["eps_root"], **_F32
-    ),
-}
+# Every entry whose factory has `mu_dtype` and `nu_dtype` (the Adam family).
+FLOAT32_MOMENTS = [
+    name
+    for name in NAMES
+    if "nu_dtype" in inspect.signature(getattr(jaxnn, ENTRIES[name].factory)).parameters
+]
 BF16_UPDATE_RTOL = 2.0**-6
 
 
-@pytest.mark.parametrize("name", sorted(FLOAT32_MOMENTS))
-@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
-def test_float32_moments_with_bfloat16_params(name, data, seed):
-    config_index, hp = _draw_config_and_hyperparameters(name, data)
+@pytest.mark.parametrize("name", FLOAT32_MOMENTS)
+def test_float32_moments_with_bfloat16_params(name):
+    _run_examples(
+        name,
+        FLOAT32_MOMENTS,
+        lambda data, seed: _check_float32_moments(name, data, seed),
+        data=st.data(),
+        seed=st.integers(0, 2**32 - 1),
+    )
+
+
+def _check_float32_moments(name, data, seed):
+    hp = _draw_hyperparameters(name, data)
     rng = np.random.default_rng(seed)
     params = _fill(TREE, rng, jnp.bfloat16)
     grads = _fill(TREE, rng, jnp.bfloat16, lead=(STEPS,))
-    run = _runner(name, config_index, jnp.bfloat16, float32_moments=True)
+    run = _runner(name, jnp.bfloat16, float32_moments=True)
     u1, u2, s1, s2 = run(hp, params, grads)
 
-    adam_state = s1 if name == "scale_by_adam" else s1[0]
+    adam_state = s1 if ENTRIES[name].factory == "scale_by_adam" else s1[0]
     assert isinstance(adam_state, jaxnn.ScaleByAdamState)
     assert adam_state.count.dtype == jnp.int32
     for m in jax.tree.leaves((adam_state.mu, adam_state.nu)):
         assert m.dtype == jnp.float32
     assert_close_per_leaf(jax.tree.leaves(s1), jax.tree.leaves(s2), jnp.float32)
 
-    decay = hp["lr"] * hp["wd"] if "wd" in hp else 0.0
+    decay = hp["learning_rate"] * hp["weight_decay"] if "weight_decay" in hp else 0.0
     p_leaves = jax.tree.leaves(params)
     for a, e, p in zip(jax.tree.leaves(u1), jax.tree.leaves(u2), p_leaves, strict=True):
         assert a.dtype == jnp.bfloat16 and a.shape == (STEPS, *p.shape)
@@ -589,21 +473,27 @@ def _labelled(label, check, *args):
         raise AssertionError(f"{label}: {e}") from None
 
 
-def _pairs(configs, hps):
-    """{name: (jaxnn transform, optax twin)} for every transform in SPECS."""
+def _pairs(names, hps):
+    """{name: (jaxnn transform, optax twin)} for every entry in `names`."""
     return {
-        name: (SPECS[name][2](hps[name], c), SPECS[name][3](hps[name], c))
-        for name, c in configs.items()
+        name: (ENTRIES[name].make(**hps[name]), ENTRIES[name].twin(**hps[name]))
+        for name in names
     }
 
 
-def _all_transforms_step(configs):
+# The entries grouped by factory: a structure runs one variant of each factory.
+FACTORIES: dict[str, list[str]] = {}
+for _name in NAMES:
+    FACTORIES.setdefault(ENTRIES[_name].factory, []).append(_name)
+
+
+def _all_transforms_step(names):
     """One jitted update of every transform and its twin (compiled per structure)."""
 
     @jax.jit
     def step(hps, grads, states, params):
         out = {}
-        for name, (ours, theirs) in _pairs(configs, hps).items():
+        for name, (ours, theirs) in _pairs(names, hps).items():
             s1, s2 = states[name]
             u1, s1 = ours.update(grads, s1, params)
             u2, s2 = theirs.update(grads, s2, params)
@@ -619,31 +509,31 @@ def test_matches_optax_random_structures(seed):
     rng = np.random.default_rng(seed)
     specs = random_structure(rng)
     note(f"structure: {specs}")
-    configs = {n: SPECS[n][1][rng.integers(len(SPECS[n][1]))] for n in sorted(SPECS)}
-    step = _all_transforms_step(configs)
+    names = [v[rng.integers(len(v))] for _, v in sorted(FACTORIES.items())]
+    step = _all_transforms_step(names)
     for draw in range(DRAWS):
-        hps = {n: _random_hyperparameters(rng, SPECS[n][0]) for n in sorted(SPECS)}
+        hps = {n: _random_hyperparameters(rng, RANGES[n]) for n in names}
         params = _fill(specs, rng, jnp.float32)
         states = {
             n: (ours.init(params), theirs.init(params))
-            for n, (ours, theirs) in _pairs(configs, hps).items()
+            for n, (ours, theirs) in _pairs(names, hps).items()
         }
         for t in range(STEPS):
             grads = _fill(specs, rng, jnp.float32)
             out = step(hps, grads, states, params)
-            for name in sorted(SPECS):
+            for name in names:
                 u1, u2, states[name] = out[name]
-                label = f"{name} {configs[name]} {hps[name]}, draw {draw}, step {t}"
+                label = f"{name} {hps[name]}, draw {draw}, step {t}"
                 _labelled(label, assert_close_per_leaf, u1, u2, jnp.float32)
                 assert jax.tree.structure(u1) == jax.tree.structure(grads), label
                 for a, g in zip(
                     jax.tree.leaves(u1), jax.tree.leaves(grads), strict=True
                 ):
                     assert a.shape == g.shape and a.dtype == g.dtype, label
-        for name in sorted(SPECS):
-            if SPECS[name][4]:
+        for name in names:
+            if ENTRIES[name].same_state:
                 s1, s2 = (jax.tree.leaves(s) for s in states[name])
-                label = f"{name} {configs[name]} {hps[name]} state, draw {draw}"
+                label = f"{name} {hps[name]} state, draw {draw}"
                 _labelled(label, assert_close_per_leaf, s1, s2, jnp.float32)
     # States keep their avals from init through every update: one compilation.
     assert step._cache_size() == 1
