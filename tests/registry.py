@@ -18,8 +18,8 @@ Fields of `Entry`:
   factory's own, so that suites override them (`make(learning_rate=1e-2)`, traced
   or sampled values in the property tests).
 - `theirs(**hparams)`: builds the optax twin from the same keywords, or None where
-  optax has none (then `no_twin` says why). On finite gradients only for
-  `skip_nonfinite` (its twin is its inner optimizer).
+  optax has none (then `no_twin` says why). `skip_nonfinite`'s twin is its inner
+  optimizer: the same on finite gradients only.
 - `hparams`: the fixed values most suites use. A value wrapped in `FromParams(fn)`
   is a function of the params: `make(params=p)` passes `fn(p)` (e.g. a tree mask
   built from the params, as optax users build them), `make()` passes `fn` itself
@@ -39,9 +39,13 @@ Fields of `Entry`:
 - `skip`: {suite: reason} for the suites the entry is not in; `entries(suite)` is
   every entry not skipped there.
 
-`SUITES` are the cross-cutting test modules (see `SUITE_MODULES`). Costly suites
-(one compilation, or one 8-device program, per entry) select a few entries: every
-other entry names in `skip` why the selected ones already cover it.
+`SUITES` name the cross-cutting tests (`SUITE_MODULES` says where each runs):
+properties (hypothesis equivalence with optax), adversarial (extreme gradients),
+sharding (abstract init) and sharding_devices (8 devices), checkpoint and
+checkpoint_orbax (bit-identical resume), strict_dtypes, optax_findings (issue 11)
+and optax_sharding (its 8-device part), optimizers (trajectories, convergence).
+Costly suites (one compilation, or one 8-device program, per entry) select a few
+entries: every other entry names in `skip` why the selected ones already cover it.
 """
 
 from __future__ import annotations
@@ -225,7 +229,8 @@ _COSTLY = {
     "checkpoint": (
         "one compiled train step per entry: the optimizers of the suite cover "
         "every state type (counts, traces, sums of squares, centered moments, "
-        "masks, chains, skip_nonfinite's counters); this one adds none"
+        "chains, skip_nonfinite's counters); this one adds none (a mask adds only "
+        "MaskedNode placeholders, which hold no arrays)"
     ),
     "checkpoint_orbax": (
         "orbax round trips are slow: a chain (clip_adamw) and skip_nonfinite hold "
@@ -251,14 +256,7 @@ _LR_SCHEDULE = (
     "its learning rate is a schedule, which this suite overrides with numbers; "
     "schedules as learning rates are tested in test_schedule_as_learning_rate_*"
 )
-_VARIANT_OPT = (
-    "a variant whose update paths are covered by the optimizers of this suite "
-    "(same factory, the other structural options)"
-)
-
-
-def _e(name, factory, ours, theirs, hparams, kind, **kw):
-    return Entry(name, factory, ours, theirs, hparams, kind, **kw)
+_e = Entry  # (name, factory, ours, theirs, hparams, kind, **flags)
 
 
 _sq = dict(squares=True)
