@@ -127,7 +127,9 @@ def test_make_and_twin_build_every_entry():
 
 def _collected_ids(modules):
     """{module path: [test ids]} from one `pytest --collect-only` subprocess."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    # Not this run's pytest settings (an xdist worker's, PYTEST_ADDOPTS).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     args = ["--collect-only", "-q", "-n", "0", "-p", "no:cacheprovider", *modules]
     proc = subprocess.run(
