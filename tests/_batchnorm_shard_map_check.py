@@ -17,6 +17,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 import jaxnn
+from tests.helpers import TOL
 
 assert jax.device_count() == 8, jax.devices()
 
@@ -66,6 +67,6 @@ for name, a, b in [
     ("grad x", g_s[1], g_w[1]),
 ]:
     np.testing.assert_allclose(
-        np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4, err_msg=name
+        np.asarray(a), np.asarray(b), **TOL["batch_gradient"], err_msg=name
     )
 print("shard_map batchnorm OK")

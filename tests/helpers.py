@@ -22,6 +22,60 @@ TOLERANCES = {
     "float16": dict(rtol=2e-3, atol=1e-3),
 }
 
+# The suite's named bounds, each with where it comes from: `assert_allclose(a, e,
+# **TOL["roundings"])`. float32 has eps = 2**-23 ≈ 1.2e-7 (one rounding: eps/2);
+# float16 eps = 2**-10 ≈ 9.8e-4; bfloat16 eps = 2**-7 ≈ 7.8e-3. The "sampling_"
+# bounds are not rounding at all: they bound the spread of a statistic of random
+# draws (fixed keys, so each check is deterministic; the bounds are wide enough that
+# another key would pass too). Sampling bounds that depend on a test's own data
+# (dropout's means, drop fractions) are computed there from the law's variance.
+TOL = {
+    # Bit-identical: the same operations in the same order (identity, wrappers).
+    "exact": dict(rtol=0, atol=0),
+    # One float32 rounding of the exact value: eps/2 ≈ 6e-8 relative.
+    "one_rounding": dict(rtol=1e-7),
+    # A few float32 roundings (elementwise ops, a norm, a short sum, a schedule
+    # value) against float64 NumPy, a closed form or optax's same formula: ~8 ulps.
+    "roundings": dict(rtol=1e-6),
+    # "roundings" where results cancel to (near) zero: a cosine schedule's end,
+    # softmax minus one-hot, params crossing zero. The atol (far below an ulp of 1)
+    # only admits results within a rounding of zero, where rtol alone asks for 0.
+    "roundings_near_zero": dict(rtol=1e-6, atol=1e-9),
+    # float32 roundings that compound: a reduction of n terms in another order
+    # (logsumexp over classes, a matmul, a batch variance), a longer formula, a
+    # few optimizer steps against optax: errors grow with n, ~100 ulps.
+    "reduction": dict(rtol=1e-5),
+    # float32 trajectories over several steps (or shards/microbatches summed in
+    # another order) against optax or a single-device run: TOLERANCES["float32"].
+    "trajectory": TOLERANCES["float32"],
+    # BatchNorm outputs (x - mean) / std, O(1), against flax or a formula that gets
+    # the variance another way (flax: E[x²] - E[x]², which loses digits to the
+    # mean): ~1e-5 of the unit output scale.
+    "batch_normalized": dict(rtol=1e-5, atol=1e-5),
+    # Gradients through a batch's mean and variance: sums over the batch of products
+    # of O(1) terms, differentiated through 1/std (relative accuracy ~1e-5).
+    "batch_gradient": dict(rtol=1e-4, atol=1e-4),
+    # Data offset by 1e4 with unit spread: one float32 ulp at 1e4 is ~1e-3, so
+    # statistics and gradients relative to the spread are good to ~1e-3.
+    "offset_1e4": dict(rtol=1e-3),
+    # One float16 rounding (half an ulp: ≤ 4.9e-4 relative).
+    "float16_rounding": dict(rtol=1e-3),
+    # A bfloat16 result of a few roundings (eps_bf16 ≈ 7.8e-3).
+    "bfloat16_rounding": dict(rtol=1e-2),
+    # For `assert not np.allclose(...)`: results that must differ by far more than
+    # any rounding above (a different algorithm, not a different order).
+    "distinct": dict(rtol=1e-2),
+    # Sampling: the variance of ≥ 5e4 i.i.d. draws has relative standard deviation
+    # ≤ sqrt(2 / 5e4) ≈ 0.006; 0.02 is > 3 of them (the std's bound is half this).
+    "sampling_variance": dict(rtol=0.02),
+    # Sampling: the largest |w| of ~5e4 draws of the same bounded or truncated law
+    # lies next to the bound, so two such maxima are within 5% of each other.
+    "sampling_max": dict(rtol=0.05),
+    # Measured, not derived: per-layer fractions of zero gradient entries of two
+    # training runs (float32, loss-scaled float16) agree to one percentage point.
+    "zero_fraction_level": dict(atol=0.01),
+}
+
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import pytest
 import jaxnn
 from jaxnn import safe_increment
 from jaxnn._norms import l2_norm
-from tests.helpers import assert_trees_close, counting_jit, random_tree
+from tests.helpers import TOL, assert_trees_close, counting_jit, random_tree
 
 
 def _np_global_norm(tree):
@@ -28,7 +28,7 @@ def test_identity_passes_updates_and_has_empty_state(maybe_jit):
     state = tx.init(tree)
     assert state == jaxnn.EmptyState()
     out, new_state = maybe_jit(tx.update)(tree, state)
-    assert_trees_close(out, tree, rtol=0, atol=0)
+    assert_trees_close(out, tree, **TOL["exact"])
     assert new_state == state
 
 
@@ -49,7 +49,7 @@ def test_empty_chain_is_identity():
     tx = jaxnn.chain()
     out, state = tx.update(tree, tx.init(tree))
     assert state == ()
-    assert_trees_close(out, tree, rtol=0, atol=0)
+    assert_trees_close(out, tree, **TOL["exact"])
 
 
 def test_chain_rejects_non_transforms():
@@ -85,7 +85,7 @@ def test_update_accepts_and_ignores_unknown_keywords():
     ):
         plain, _ = tx.update(tree, tx.init(tree), tree)
         extra, _ = tx.update(tree, tx.init(tree), tree, value=1.0, key=None)
-        assert_trees_close(extra, plain, rtol=0, atol=0)
+        assert_trees_close(extra, plain, **TOL["exact"])
 
 
 def test_apply_updates_matches_optax_and_keeps_dtype_and_none():
@@ -96,7 +96,7 @@ def test_apply_updates_matches_optax_and_keeps_dtype_and_none():
     assert out["w"].dtype == jnp.bfloat16
     assert out["s"].dtype == jnp.float32
     ref = optax.apply_updates(params, updates)
-    assert_trees_close(out, ref, rtol=0, atol=0)
+    assert_trees_close(out, ref, **TOL["exact"])
 
 
 def test_apply_updates_rejects_mismatched_updates():
@@ -109,14 +109,14 @@ def test_global_norm_matches_numpy_and_optax(seed, maybe_jit):
     tree = random_tree(seed, scale=10.0**seed)
     out = maybe_jit(jaxnn.global_norm)(tree)
     assert out.dtype == jnp.float32
-    np.testing.assert_allclose(out, _np_global_norm(tree), rtol=1e-6)
-    np.testing.assert_allclose(out, optax.tree.norm(tree), rtol=1e-6)
+    np.testing.assert_allclose(out, _np_global_norm(tree), **TOL["roundings"])
+    np.testing.assert_allclose(out, optax.tree.norm(tree), **TOL["roundings"])
 
 
 def test_global_norm_does_not_overflow_in_float16():
     # 1000² = 1e6 overflows float16 (max 65504); accumulated in float32 it does not.
     tree = {"a": jnp.full((100,), 1000.0, jnp.float16)}
-    np.testing.assert_allclose(jaxnn.global_norm(tree), 1e4, rtol=1e-6)
+    np.testing.assert_allclose(jaxnn.global_norm(tree), 1e4, **TOL["roundings"])
 
 
 def test_global_norm_of_empty_tree_is_zero():
@@ -239,7 +239,9 @@ def test_no_retrace_on_second_update():
 def test_global_norm_is_exact_where_squares_over_or_underflow(magnitude, maybe_jit):
     tree = {"a": jnp.full((3,), magnitude), "b": [jnp.full((2, 2), -2 * magnitude)]}
     expected = _np_global_norm(tree)
-    np.testing.assert_allclose(maybe_jit(jaxnn.global_norm)(tree), expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        maybe_jit(jaxnn.global_norm)(tree), expected, **TOL["roundings"]
+    )
 
 
 def _np_norm(x, axis=None):
@@ -255,7 +257,9 @@ def test_global_norm_with_leaves_of_very_different_magnitudes(maybe_jit):
         "plain": jnp.arange(6.0, dtype=jnp.float32).reshape(2, 3),
     }
     expected = _np_global_norm(tree)
-    np.testing.assert_allclose(maybe_jit(jaxnn.global_norm)(tree), expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        maybe_jit(jaxnn.global_norm)(tree), expected, **TOL["roundings"]
+    )
 
 
 def test_global_norm_when_only_the_total_overflows(maybe_jit):
@@ -264,7 +268,9 @@ def test_global_norm_when_only_the_total_overflows(maybe_jit):
     tree = [jnp.full((2,), 1.2e19, jnp.float32) for _ in range(4)]
     assert all(np.isfinite(np.sum(np.asarray(x) ** 2)) for x in tree)
     expected = _np_global_norm(tree)
-    np.testing.assert_allclose(maybe_jit(jaxnn.global_norm)(tree), expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        maybe_jit(jaxnn.global_norm)(tree), expected, **TOL["roundings"]
+    )
 
 
 @pytest.mark.parametrize("scale", [2.0**-52, 2.0**-51, 2.0**-50, 1e-18, 1e-37])
@@ -273,7 +279,7 @@ def test_global_norm_on_both_sides_of_the_rescale_threshold(scale, maybe_jit):
     # and just above it, the two paths agree with float64.
     x = jnp.asarray(np.linspace(0.5, 1.0, 7) * scale, jnp.float32)
     np.testing.assert_allclose(
-        maybe_jit(jaxnn.global_norm)({"x": x}), _np_norm(x), rtol=1e-6
+        maybe_jit(jaxnn.global_norm)({"x": x}), _np_norm(x), **TOL["roundings"]
     )
 
 
@@ -282,13 +288,15 @@ def test_l2_norm_rescales_each_unit_on_its_own(maybe_jit):
     np.testing.assert_allclose(
         maybe_jit(lambda v: l2_norm(v, axis=1))(x),
         [5e30, 5.0, 5e-30, 0.0],
-        rtol=1e-6,
+        **TOL["roundings"],
     )
     keep = l2_norm(x, axis=1, keepdims=True)
     assert keep.shape == (4, 1)
     # The gradient of each unit's norm is x/||x|| on every non-zero row.
     grad = jax.grad(lambda v: jnp.sum(l2_norm(v, axis=1)))(x)
-    np.testing.assert_allclose(grad[:3], np.tile([0.6, 0.8], (3, 1)), rtol=1e-6)
+    np.testing.assert_allclose(
+        grad[:3], np.tile([0.6, 0.8], (3, 1)), **TOL["roundings"]
+    )
 
 
 def test_global_norm_gradient_is_x_over_norm_on_both_paths():
@@ -299,7 +307,9 @@ def test_global_norm_gradient_is_x_over_norm_on_both_paths():
         grad = jax.grad(jaxnn.global_norm)(tree)
         norm = _np_global_norm(tree)
         for g, x in zip(jax.tree.leaves(grad), jax.tree.leaves(tree), strict=True):
-            np.testing.assert_allclose(g, np.asarray(x, np.float64) / norm, rtol=1e-6)
+            np.testing.assert_allclose(
+                g, np.asarray(x, np.float64) / norm, **TOL["roundings"]
+            )
 
 
 def test_global_norm_of_infinite_or_nan_input():

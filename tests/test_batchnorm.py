@@ -11,7 +11,7 @@ import pytest
 
 import jaxnn
 from jaxnn import BatchNormParams, BatchNormState, batchnorm, batchnorm_init
-from tests.helpers import assert_trees_close, run_on_8_cpu_devices
+from tests.helpers import TOL, assert_trees_close, run_on_8_cpu_devices
 
 SHAPES = {"NC": ((64, 5), -1), "NHWC": ((8, 6, 6, 4), -1), "NCHW": ((8, 4, 6, 6), 1)}
 
@@ -75,7 +75,7 @@ def test_training_matches_flax(layout, maybe_jit):
     y, new_state = fn(params, state, x)
     y_ref, state_ref = flax_bn(params, state, x, training=True, axis=axis)
     assert y.dtype == x.dtype and y.shape == x.shape
-    assert_trees_close(y, y_ref, rtol=1e-5, atol=2e-5)
+    assert_trees_close(y, y_ref, **TOL["batch_normalized"])
     assert_trees_close(new_state, state_ref)
 
 
@@ -102,7 +102,7 @@ def test_eval_returns_state_unchanged(maybe_jit):
     params, state = random_params_state(5)
     x = data((16, 5))
     y, new_state = maybe_jit(lambda s: batchnorm(params, s, x, training=False))(state)
-    assert_trees_close(new_state, state, rtol=0, atol=0)
+    assert_trees_close(new_state, state, **TOL["exact"])
     x64, mean, var, scale, bias = (
         np.asarray(a, np.float64) for a in (x, *state, *params)
     )
@@ -132,7 +132,7 @@ def test_gradients_match_flax(layout, training):
     g = jax.jit(jax.grad(loss(batchnorm), argnums=(0, 1)))(params, x)
     g_ref = jax.jit(jax.grad(loss(flax_fn), argnums=(0, 1)))(params, x)
     # Sums over the batch of products of O(1) terms: relative accuracy ~1e-5.
-    assert_trees_close(g, g_ref, rtol=1e-4, atol=1e-4)
+    assert_trees_close(g, g_ref, **TOL["batch_gradient"])
 
 
 def test_offset_data_variance_is_accurate_where_flax_default_is_not():
@@ -141,10 +141,12 @@ def test_offset_data_variance_is_accurate_where_flax_default_is_not():
     y, new_state = jax.jit(
         lambda x: batchnorm(params, state, x, training=True, momentum=0.0)
     )(x)
-    np.testing.assert_allclose(np.std(np.asarray(y, np.float64), axis=0), 1, atol=1e-3)
+    np.testing.assert_allclose(
+        np.std(np.asarray(y, np.float64), axis=0), 1, **TOL["offset_1e4"]
+    )
     x64 = np.asarray(x, np.float64)
-    np.testing.assert_allclose(new_state.var, x64.var(axis=0), rtol=1e-3)
-    np.testing.assert_allclose(new_state.mean, x64.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(new_state.var, x64.var(axis=0), **TOL["offset_1e4"])
+    np.testing.assert_allclose(new_state.mean, x64.mean(axis=0), **TOL["roundings"])
     y_flax, _ = flax_bn(params, state, x, training=True, fast_variance=True)
     flax_err = np.max(np.abs(np.std(np.asarray(y_flax, np.float64), axis=0) - 1))
     assert flax_err > 0.1, "flax's default fast variance was expected to fail here"
@@ -163,7 +165,7 @@ def test_offset_data_gradients_are_accurate():
     mu, sd = x32.mean(0), np.sqrt(x32.var(0) + 1e-5)
     xhat = (x32 - mu) / sd
     ref = (dy - dy.mean(0) - xhat * (dy * xhat).mean(0)) / sd
-    np.testing.assert_allclose(g, ref, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(g, ref, **TOL["offset_1e4"])
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
@@ -173,10 +175,12 @@ def test_half_precision_statistics_in_float32(dtype):
     y, new_state = batchnorm(params, state, x, training=True, momentum=0.0)
     assert y.dtype == dtype and new_state.mean.dtype == jnp.float32
     x64 = np.asarray(x.astype(jnp.float32), np.float64)
-    np.testing.assert_allclose(new_state.mean, x64.mean(0), rtol=1e-6)
-    np.testing.assert_allclose(new_state.var, x64.var(0), rtol=1e-4)
+    np.testing.assert_allclose(new_state.mean, x64.mean(0), **TOL["roundings"])
+    np.testing.assert_allclose(new_state.var, x64.var(0), **TOL["reduction"])
     expected = (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-5)
-    np.testing.assert_allclose(np.asarray(y, np.float64), expected, atol=2e-2)
+    np.testing.assert_allclose(
+        np.asarray(y, np.float64), expected, **TOL["bfloat16_rounding"]
+    )
 
 
 def test_vmap_axis_name_equals_whole_batch():
@@ -192,7 +196,7 @@ def test_vmap_axis_name_equals_whole_batch():
 
     y, st = jax.jit(per_shard)(params, x)
     y_ref, st_ref = batchnorm(params, state, x.reshape(32, 4), training=True)
-    assert_trees_close(y.reshape(32, 4), y_ref, atol=1e-5)
+    assert_trees_close(y.reshape(32, 4), y_ref, **TOL["batch_normalized"])
     assert_trees_close(jax.tree.map(lambda a: a[0], st), st_ref)
     g = jax.jit(jax.grad(lambda p, x: jnp.sum(per_shard(p, x)[0] * dy), (0, 1)))(
         params, x
@@ -206,7 +210,7 @@ def test_vmap_axis_name_equals_whole_batch():
             (0, 1),
         )
     )(params, x)
-    assert_trees_close(g, g_ref, rtol=1e-4, atol=1e-4)
+    assert_trees_close(g, g_ref, **TOL["batch_gradient"])
 
 
 def test_shard_map_axis_name_equals_whole_batch_on_8_devices():
@@ -224,7 +228,7 @@ def test_gradient_wrt_eps_matches_flax():
     g_ref = jax.grad(
         lambda e: jnp.sum(flax_bn(params, state, x, training=True, eps=e)[0] * dy)
     )(0.3)
-    np.testing.assert_allclose(g, g_ref, rtol=1e-4)
+    np.testing.assert_allclose(g, g_ref, **TOL["reduction"])
 
 
 def test_one_element_per_feature_in_training_raises():

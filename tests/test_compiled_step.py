@@ -21,6 +21,7 @@ import pytest
 
 import jaxnn
 from benchmarks.hlo_stats import step_stats
+from tests.helpers import TOL
 
 # The kernel counts, streamed bytes and scratch sizes asserted below are those of
 # XLA:CPU's compiled program; GPU and TPU compilers fuse differently (multi-output
@@ -117,7 +118,7 @@ def test_clipped_step_matches_the_unfused_arithmetic():
     updates, _ = adamw.update(clipped, adamw.init(params), params)
     expected = jaxnn.apply_updates(params, updates)
     for a, e in zip(fused_params, expected, strict=True):
-        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(a, e, **TOL["roundings_near_zero"])
 
 
 @pytest.mark.parametrize("clip", [1.0, 1e3], ids=["clipping", "not_clipping"])
@@ -143,7 +144,7 @@ def test_clipped_adamw_trajectory_matches_optax(clip):
     for a, e in zip(
         run(ours, jaxnn.apply_updates), run(theirs, optax.apply_updates), strict=True
     ):
-        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, e, **TOL["trajectory"])
 
 
 # ------------------------------------------------------------------------- glue

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from tests.helpers import assert_trees_close, counting_jit, random_tree
+from tests.helpers import TOL, assert_trees_close, counting_jit, random_tree
 
 
 def np_norm(x):
@@ -68,7 +68,7 @@ def test_gradient_norms_float16_does_not_overflow():
     # 1e3² · 1000 elements = 1e9 overflows float16 (max 65504) if summed in it.
     tree = {"g": jnp.full((1000,), 1e3, jnp.float16)}
     norms = jaxnn.gradient_norms(tree)
-    np.testing.assert_allclose(norms["g"], np_norm(tree["g"]), rtol=1e-6)
+    np.testing.assert_allclose(norms["g"], np_norm(tree["g"]), **TOL["roundings"])
     assert np.isfinite(norms["g"])
 
 
@@ -85,7 +85,7 @@ def test_gradient_norms_equal_global_norm_leafwise():
     np.testing.assert_allclose(
         np.sqrt(sum(float(n) ** 2 for n in jax.tree.leaves(norms))),
         jaxnn.global_norm(tree),
-        rtol=1e-6,
+        **TOL["roundings"],
     )
 
 
@@ -101,11 +101,13 @@ def test_report_list_of_layers_matches_numpy(maybe_jit):
     report = maybe_jit(jaxnn.gradient_report)(grads)
     layer = [np.sqrt(np_norm(g["w"]) ** 2 + np_norm(g["b"]) ** 2) for g in grads]
     assert report.layer_norms.shape == (3,)
-    np.testing.assert_allclose(report.layer_norms, layer, rtol=1e-6)
+    np.testing.assert_allclose(report.layer_norms, layer, **TOL["roundings"])
     np.testing.assert_allclose(report.global_norm, np.sqrt(np.sum(np.square(layer))))
-    np.testing.assert_allclose(report.min_norm, min(layer), rtol=1e-6)
-    np.testing.assert_allclose(report.max_norm, max(layer), rtol=1e-6)
-    np.testing.assert_allclose(report.attenuation, layer[0] / layer[-1], rtol=1e-6)
+    np.testing.assert_allclose(report.min_norm, min(layer), **TOL["roundings"])
+    np.testing.assert_allclose(report.max_norm, max(layer), **TOL["roundings"])
+    np.testing.assert_allclose(
+        report.attenuation, layer[0] / layer[-1], **TOL["roundings"]
+    )
     assert report.relative_norms is None
     assert report.num_nonfinite == 0 and report.num_nonfinite.dtype == jnp.int32
     assert report.vanishing.dtype == jnp.bool_ and report.exploding.dtype == jnp.bool_
@@ -115,8 +117,12 @@ def test_report_dict_uses_tree_leaves_order():
     grads = {"b_last": jnp.full((2,), 3.0), "a_first": jnp.full((4,), 0.5)}
     report = jaxnn.gradient_report(grads)
     # jax.tree.leaves sorts dict keys: a_first, then b_last.
-    np.testing.assert_allclose(report.layer_norms, [1.0, np.sqrt(18.0)], rtol=1e-6)
-    np.testing.assert_allclose(report.attenuation, 1.0 / np.sqrt(18.0), rtol=1e-6)
+    np.testing.assert_allclose(
+        report.layer_norms, [1.0, np.sqrt(18.0)], **TOL["roundings"]
+    )
+    np.testing.assert_allclose(
+        report.attenuation, 1.0 / np.sqrt(18.0), **TOL["roundings"]
+    )
 
 
 def test_report_single_array_is_one_layer():
@@ -141,7 +147,7 @@ def test_report_relative_norms_match_numpy():
         np_norm(g["w"]) / max(np_norm(p["w"]), 1e-3)
         for g, p in zip(grads, params, strict=True)
     ]
-    np.testing.assert_allclose(report.relative_norms, expected, rtol=1e-6)
+    np.testing.assert_allclose(report.relative_norms, expected, **TOL["roundings"])
 
 
 def test_report_counts_nonfinite_and_flags_exploding():
@@ -159,7 +165,7 @@ def test_report_float16_large_gradients_are_finite():
     grads = [jnp.full((1000,), 1e3, jnp.float16), jnp.full((10,), 1.0, jnp.float16)]
     report = jaxnn.gradient_report(grads, exploding_threshold=1e6, ratio_threshold=1e5)
     assert report.global_norm.dtype == jnp.float32
-    np.testing.assert_allclose(report.layer_norms[0], np.sqrt(1e9), rtol=1e-3)
+    np.testing.assert_allclose(report.layer_norms[0], np.sqrt(1e9), **TOL["roundings"])
     assert not bool(report.exploding)
 
 
@@ -214,9 +220,11 @@ def bias_chain_grads(a, depth):
 def test_linear_chain_gives_the_notes_arithmetic(a, depth, vanishing, exploding):
     # First over last layer = a ** (depth - 1): 0.5¹⁰ ≈ 0.001, 1.5¹⁰ ≈ 58.
     report = jaxnn.gradient_report(bias_chain_grads(a, depth))
-    np.testing.assert_allclose(report.attenuation, a ** (depth - 1), rtol=1e-6)
+    np.testing.assert_allclose(report.attenuation, a ** (depth - 1), **TOL["roundings"])
     np.testing.assert_allclose(
-        report.layer_norms, [a ** (depth - k) for k in range(1, depth + 1)], rtol=1e-6
+        report.layer_norms,
+        [a ** (depth - k) for k in range(1, depth + 1)],
+        **TOL["roundings"],
     )
     assert bool(report.vanishing) == vanishing
     assert bool(report.exploding) == exploding
@@ -343,10 +351,12 @@ def test_zero_counts_match_numpy_and_show_float16_underflow():
         assert report.num_zero.dtype == jnp.int32
         assert int(report.num_zero) == sum(zeros)
         np.testing.assert_allclose(
-            report.zero_fraction, sum(zeros) / sum(counted), rtol=1e-6
+            report.zero_fraction, sum(zeros) / sum(counted), **TOL["roundings"]
         )
         expected = [z / n if n else 0.0 for z, n in zip(zeros, counted, strict=True)]
-        np.testing.assert_allclose(report.layer_zero_fractions, expected, rtol=1e-6)
+        np.testing.assert_allclose(
+            report.layer_zero_fractions, expected, **TOL["roundings"]
+        )
 
     # Without a mask every entry counts; the float32 originals have no zeros.
     everything = jaxnn.gradient_report(grads)

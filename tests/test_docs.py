@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import jaxnn
+from tests.helpers import TOL
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -280,7 +281,7 @@ def test_optax_same_updates_list():
             u1, s1 = ours.update(grads, s1, params)
             u2, s2 = theirs.update(grads, s2, params)
             for a, b in zip(jax.tree.leaves(u1), jax.tree.leaves(u2), strict=True):
-                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+                np.testing.assert_allclose(a, b, **TOL["reduction"])
     # "the five schedules"
     for name, args in [
         ("constant_schedule", (0.3,)),
@@ -291,7 +292,7 @@ def test_optax_same_updates_list():
     ]:
         ours, theirs = getattr(jaxnn, name)(*args), getattr(optax, name)(*args)
         for step in (0, 5, 10, 15, 30, 60):
-            np.testing.assert_allclose(ours(step), theirs(step), rtol=1e-6)
+            np.testing.assert_allclose(ours(step), theirs(step), **TOL["roundings"])
 
 
 def _public_functions(module, names):
@@ -369,7 +370,7 @@ def test_flax_defaults_and_conventions():
         {}, x, rngs={"dropout": jax.random.key(1)}
     )
     assert abs(float((y == 0).mean()) - 0.25) < 0.01
-    np.testing.assert_allclose(y.max(), 1 / 0.75, rtol=1e-6)
+    np.testing.assert_allclose(y.max(), 1 / 0.75, **TOL["roundings"])
     assert defaults(nn.Dropout)["broadcast_dims"] == ()
 
     # Dense: (in, out) kernel; flax's default init is jax's lecun_normal; jaxnn's He.
@@ -492,7 +493,7 @@ def test_pytorch_optimizer_equivalences():
     rng = np.random.default_rng(0)
     p0 = rng.normal(size=5).astype(np.float32)
     grads = [rng.normal(size=5).astype(np.float32) for _ in range(6)]
-    close = dict(rtol=1e-5, atol=1e-6)
+    close = TOL["trajectory"]
 
     # "nothing" differs.
     for nesterov in (False, True):
@@ -539,9 +540,11 @@ def test_pytorch_clip_and_batchnorm_conventions():
     g = jnp.array([3.0, 4.0])  # norm 5
     tx = jaxnn.clip_by_global_norm(1.0)
     clipped, state = tx.update(g, tx.init(g))
-    np.testing.assert_allclose(clipped, np.array([3.0, 4.0]) / 5.0, rtol=1e-7)
+    np.testing.assert_allclose(
+        clipped, np.array([3.0, 4.0]) / 5.0, **TOL["one_rounding"]
+    )
     torch_clipped = np.array([3.0, 4.0]) * (1.0 / (5.0 + 1e-6))
-    np.testing.assert_allclose(clipped, torch_clipped, rtol=1e-6)
+    np.testing.assert_allclose(clipped, torch_clipped, **TOL["roundings"])
     assert float(state.norm) == 5.0  # what clip_grad_norm_ returns
 
     # BatchNorm: PyTorch momentum m == jaxnn momentum 1 - m; unbiased running var.
@@ -551,12 +554,12 @@ def test_pytorch_clip_and_batchnorm_conventions():
     y, new = jaxnn.batchnorm(params, state, jnp.asarray(x), training=True, momentum=0.9)
     torch_mean = (1 - 0.1) * 0.0 + 0.1 * x.mean(0)
     torch_var = (1 - 0.1) * 1.0 + 0.1 * x.var(0, ddof=1)
-    np.testing.assert_allclose(new.mean, torch_mean, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(new.var, 0.9 + 0.1 * x.var(0), rtol=1e-5)
-    assert not np.allclose(new.var, torch_var, rtol=1e-3)
+    np.testing.assert_allclose(new.mean, torch_mean, **TOL["reduction"])
+    np.testing.assert_allclose(new.var, 0.9 + 0.1 * x.var(0), **TOL["reduction"])
+    assert not np.allclose(new.var, torch_var, **TOL["distinct"])
     # Training outputs use the biased variance in both.
     torch_y = (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5)
-    np.testing.assert_allclose(y, torch_y, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(y, torch_y, **TOL["batch_normalized"])
 
 
 def test_pytorch_init_and_activation_conventions():
@@ -564,7 +567,7 @@ def test_pytorch_init_and_activation_conventions():
     n_in, n_out = 512, 256
     # kaiming_normal_ (a=0, leaky_relu, fan_in): std = sqrt(2) / sqrt(fan_in).
     w = jaxnn.he_normal()(key, (n_in, n_out))
-    np.testing.assert_allclose(float(w.var()), 2.0 / n_in, rtol=0.02)
+    np.testing.assert_allclose(float(w.var()), 2.0 / n_in, **TOL["sampling_variance"])
     # kaiming_uniform_: bound sqrt(3) * sqrt(2) / sqrt(fan_in) = sqrt(6 / fan_in).
     w = jaxnn.he_uniform()(key, (n_in, n_out))
     assert float(jnp.abs(w).max()) <= np.sqrt(6 / n_in)
@@ -573,7 +576,9 @@ def test_pytorch_init_and_activation_conventions():
     w = jaxnn.xavier_uniform()(key, (n_in, n_out))
     assert float(jnp.abs(w).max()) <= np.sqrt(6 / (n_in + n_out))
     w = jaxnn.xavier_normal()(key, (n_in, n_out))
-    np.testing.assert_allclose(float(w.var()), 2.0 / (n_in + n_out), rtol=0.02)
+    np.testing.assert_allclose(
+        float(w.var()), 2.0 / (n_in + n_out), **TOL["sampling_variance"]
+    )
     # Gradients at 0: ReLU 0, Leaky ReLU its slope (PyTorch's x > 0 ? 1 : slope).
     assert float(jax.grad(jaxnn.relu)(0.0)) == 0.0
     assert jax.grad(lambda z: jaxnn.leaky_relu(z, 0.1))(0.0) == jnp.float32(0.1)

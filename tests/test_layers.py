@@ -7,6 +7,7 @@ import pytest
 
 import jaxnn
 from jaxnn import dense, dense_init
+from tests.helpers import TOL
 
 
 def test_dense_init_shapes_and_default_he_normal():
@@ -16,7 +17,7 @@ def test_dense_init_shapes_and_default_he_normal():
     assert params["w"].dtype == jnp.float32
     np.testing.assert_array_equal(params["b"], np.zeros(300))
     np.testing.assert_allclose(
-        np.var(np.asarray(params["w"], np.float64)), 2 / 500, rtol=0.02
+        np.var(np.asarray(params["w"], np.float64)), 2 / 500, **TOL["sampling_variance"]
     )
 
 
@@ -33,9 +34,7 @@ def test_dense_matches_numpy(maybe_jit):
     x = jax.random.normal(jax.random.key(2), (2, 5, 4))
     y = maybe_jit(dense)(params, x)
     w, b = (np.asarray(params[k], np.float64) for k in "wb")
-    np.testing.assert_allclose(
-        y, np.asarray(x, np.float64) @ w + b, rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(y, np.asarray(x, np.float64) @ w + b, **TOL["reduction"])
 
 
 def test_mlp_from_pieces_trains():

@@ -20,7 +20,7 @@ import optax
 import pytest
 
 import jaxnn
-from tests.helpers import counting_jit, run_on_8_cpu_devices
+from tests.helpers import TOL, counting_jit, run_on_8_cpu_devices
 
 ROOT = Path(__file__).resolve().parents[1]
 F32_MAX = float(np.finfo(np.float32).max)
@@ -172,7 +172,7 @@ def test_sequence_matches_gradscaler_reference(name):
         g = jax.tree.map(lambda x, i=i: x[i] / before[i], grads)
         u, ref_state = INNER.update(g, ref_state, ref_params)
         ref_params = optax.apply_updates(ref_params, u)
-    chex.assert_trees_all_close(final, ref_params, rtol=1e-6, atol=1e-7)
+    chex.assert_trees_all_close(final, ref_params, **TOL["roundings_near_zero"])
 
 
 def test_non_power_of_two_factors_within_one_ulp_of_pytorch():
@@ -254,7 +254,9 @@ def test_scaled_float16_gradients_survive_unscaling():
     assert seen["g"].dtype == jnp.float32
     expected = np.float16(true * s).astype(np.float32) / s
     np.testing.assert_array_equal(seen["g"], expected)
-    np.testing.assert_allclose(seen["g"], true, rtol=1e-3)  # float16 rounding only
+    np.testing.assert_allclose(
+        seen["g"], true, **TOL["float16_rounding"]
+    )  # float16 rounding only
 
 
 def test_clipping_inside_sees_the_unscaled_norm():
@@ -267,13 +269,13 @@ def test_clipping_inside_sees_the_unscaled_norm():
     updates, state = tx.update(scaled, tx.init(scaled))
     norm = np.sqrt(sum(np.sum(x.astype(np.float64) ** 2) for x in g.values()))
     assert norm == 5.0
-    np.testing.assert_allclose(state.inner_state[0].norm, norm, rtol=1e-7)
+    np.testing.assert_allclose(state.inner_state[0].norm, norm, **TOL["one_rounding"])
     for k in g:  # clipped to norm 1 and negated by sgd's learning rate
-        np.testing.assert_allclose(updates[k], -g[k] / norm, rtol=1e-6)
+        np.testing.assert_allclose(updates[k], -g[k] / norm, **TOL["roundings"])
     # The PyTorch pitfall, for contrast: clipping outside sees S·‖g‖.
     outside = jaxnn.chain(jaxnn.clip_by_global_norm(1.0), tx)
     _, state = outside.update(scaled, outside.init(scaled))
-    np.testing.assert_allclose(state[0].norm, s * norm, rtol=1e-7)
+    np.testing.assert_allclose(state[0].norm, s * norm, **TOL["one_rounding"])
 
 
 def _train_step(tx):
@@ -449,6 +451,7 @@ SHARDED_CHECK = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
     import jaxnn
+    from tests.helpers import TOL
 
     assert jax.device_count() == 8
     mesh = jax.make_mesh((8,), ("data",))
@@ -487,8 +490,11 @@ SHARDED_CHECK = textwrap.dedent(
     mu = s8.inner_state[1][0].mu["w"]
     assert mu.sharding.is_equivalent_to(row, 2), mu.sharding
     for a, b in zip(jax.tree.leaves((p1, s1)), jax.tree.leaves((p8, s8))):
-        np.testing.assert_allclose(np.asarray(a, np.float64),
-                                   np.asarray(b, np.float64), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            np.asarray(a, np.float64),
+            np.asarray(b, np.float64),
+            **TOL["roundings_near_zero"],
+        )
     assert int(s8.total_skipped) == 1 and float(s8.scale) == float(s1.scale)
     print("OK", float(s8.scale))
     """

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from tests.helpers import run_on_8_cpu_devices, tol
+from tests.helpers import TOL, run_on_8_cpu_devices, tol
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,10 +119,10 @@ def test_average_of_strided_pieces_for_any_output():
     x = np.asarray(batch["x"], np.float64)
     pieces = [x[i::4] for i in range(4)]
     np.testing.assert_allclose(
-        out["first"], np.mean([p[0] for p in pieces], 0), rtol=1e-6
+        out["first"], np.mean([p[0] for p in pieces], 0), **TOL["roundings"]
     )
     np.testing.assert_allclose(
-        out["max"], np.mean([p.max(0) for p in pieces], 0), rtol=1e-6
+        out["max"], np.mean([p.max(0) for p in pieces], 0), **TOL["roundings"]
     )
 
 
@@ -243,11 +243,13 @@ def test_batchnorm_normalizes_each_piece_with_its_own_statistics():
     assert_close(((loss, new_state), grads), expected)
     # Ghost batch norm is not full-batch BatchNorm: the gradients differ.
     (_, full_state), full_grads = grad_fn(params, batch, state)
-    assert not np.allclose(grads["dense"]["w"], full_grads["dense"]["w"], rtol=1e-3)
+    assert not np.allclose(
+        grads["dense"]["w"], full_grads["dense"]["w"], **TOL["distinct"]
+    )
     # Running mean: the mean of the pieces' means is the full batch's mean, so it
     # matches the full-batch update. Running variance: the mean of the pieces'
     # variances, smaller than the full batch's.
-    np.testing.assert_allclose(new_state.mean, full_state.mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new_state.mean, full_state.mean, **TOL["trajectory"])
     assert np.all(np.asarray(new_state.var) < np.asarray(full_state.var))
 
 
@@ -344,6 +346,7 @@ SHARDED_SCRIPT = r"""
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import jaxnn
+from tests.helpers import TOL
 
 assert len(jax.devices()) == 8, jax.devices()
 mesh = Mesh(np.array(jax.devices()), ("data",))
@@ -364,9 +367,9 @@ replicated = jax.device_put(params, NamedSharding(mesh, P()))
 sharded = jax.device_put(batch, NamedSharding(mesh, P("data")))
 step = jax.jit(jaxnn.microbatch(grad_fn, 4))
 got_loss, got_grads = step(replicated, sharded)
-np.testing.assert_allclose(got_loss, ref_loss, rtol=1e-6)
+np.testing.assert_allclose(got_loss, ref_loss, **TOL["roundings"])
 for a, b in zip(jax.tree.leaves(got_grads), jax.tree.leaves(ref_grads)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), **TOL["trajectory"])
 # Strided pieces keep the batch axis sharded: no device gathers the batch.
 hlo = step.lower(replicated, sharded).compile().as_text()
 assert "all-gather" not in hlo, "the batch was gathered"

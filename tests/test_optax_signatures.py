@@ -24,7 +24,13 @@ import optax
 import pytest
 
 import jaxnn
-from tests.helpers import assert_trees_close, mlp_loss, mlp_params, scan_trajectories
+from tests.helpers import (
+    TOL,
+    assert_trees_close,
+    mlp_loss,
+    mlp_params,
+    scan_trajectories,
+)
 
 # Where optax defines the names jaxnn shares. optax.tree is left out on purpose:
 # it holds tree utilities whose names collide with transforms without meaning the
@@ -406,14 +412,14 @@ def test_softmax_cross_entropy_takes_probabilities_as_optax():
     np.testing.assert_allclose(
         jaxnn.softmax_cross_entropy(logits, probs),
         optax.softmax_cross_entropy(logits, probs),
-        rtol=1e-6,
+        **TOL["roundings"],
     )
     # optax's axis and where.
     where = jnp.asarray(rng.random(size=(5, 7)) > 0.3)
     np.testing.assert_allclose(
         jaxnn.softmax_cross_entropy(logits.T, probs.T, axis=0, where=where.T),
         optax.softmax_cross_entropy(logits.T, probs.T, axis=0, where=where.T),
-        rtol=1e-6,
+        **TOL["roundings"],
     )
 
 
@@ -426,7 +432,7 @@ def test_softmax_cross_entropy_with_integer_labels_as_optax():
     np.testing.assert_allclose(
         fn(logits, labels),
         optax.softmax_cross_entropy_with_integer_labels(logits, labels),
-        rtol=1e-6,
+        **TOL["roundings"],
     )
 
 

@@ -21,7 +21,7 @@ import optax
 import pytest
 
 import jaxnn
-from tests.helpers import run_on_8_cpu_devices, tol
+from tests.helpers import TOL, run_on_8_cpu_devices, tol
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 5
@@ -449,7 +449,9 @@ def test_bool_labels_mask_masked_and_penalties():
     ]
     expected_penalty = sum(float(jnp.sum(k**2)) for k in kernels)
     np.testing.assert_allclose(
-        float(jaxnn.l2_penalty(params, 1.0, mask=mask)), expected_penalty, rtol=1e-6
+        float(jaxnn.l2_penalty(params, 1.0, mask=mask)),
+        expected_penalty,
+        **TOL["roundings"],
     )
 
 
@@ -543,6 +545,7 @@ SHARDED_SCRIPT = r"""
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import jaxnn
+from tests.helpers import TOL
 
 assert len(jax.devices()) == 8, jax.devices()
 mesh = Mesh(np.array(jax.devices()), ("model",))
@@ -573,7 +576,9 @@ def run(params):
 single, single_state = run(params)
 sharded, sharded_state = run(jax.device_put(params, shardings))
 for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(single)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(a), np.asarray(b), **TOL["roundings_near_zero"]
+    )
 mu = sharded_state.inner_states["kernel"].inner_state[0].mu
 assert mu["dense"]["w"].sharding.is_equivalent_to(shardings["dense"]["w"], 2), mu
 assert mu["head"]["w"].sharding.is_equivalent_to(shardings["head"]["w"], 2)

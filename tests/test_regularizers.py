@@ -7,7 +7,7 @@ import pytest
 
 import jaxnn
 from jaxnn import l1_penalty, l2_penalty
-from tests.helpers import assert_trees_close, random_tree
+from tests.helpers import TOL, assert_trees_close, random_tree
 
 
 def numpy_penalty(params, strength, kind, selected=None):
@@ -25,7 +25,9 @@ PENALTIES = {"l1": l1_penalty, "l2": l2_penalty}
 def test_matches_numpy(kind, maybe_jit):
     params = random_tree(0)
     value = maybe_jit(lambda p: PENALTIES[kind](p, 0.3))(params)
-    np.testing.assert_allclose(value, numpy_penalty(params, 0.3, kind), rtol=1e-6)
+    np.testing.assert_allclose(
+        value, numpy_penalty(params, 0.3, kind), **TOL["roundings"]
+    )
     assert value.shape == () and value.dtype == jnp.float32
 
 
@@ -59,7 +61,7 @@ def test_half_precision_accumulates_in_float32():
     w = jnp.full((100_000,), 0.5, jnp.bfloat16)  # Σw² = 25000 > bf16 precision
     value = l2_penalty({"w": w}, 1.0)
     assert value.dtype == jnp.float32
-    np.testing.assert_allclose(value, 25000.0, rtol=1e-6)
+    np.testing.assert_allclose(value, 25000.0, **TOL["roundings"])
     big = jnp.full((1000,), 300.0, jnp.float16)  # Σw² = 9e7 overflows float16
     assert np.isfinite(l2_penalty(big, 1.0))
 
@@ -67,7 +69,9 @@ def test_half_precision_accumulates_in_float32():
 def test_traced_strength():
     params = random_tree(2)
     value = jax.jit(l1_penalty)(params, jnp.float32(0.1))
-    np.testing.assert_allclose(value, numpy_penalty(params, 0.1, "l1"), rtol=1e-6)
+    np.testing.assert_allclose(
+        value, numpy_penalty(params, 0.1, "l1"), **TOL["roundings"]
+    )
 
 
 @pytest.mark.parametrize("kind", PENALTIES)

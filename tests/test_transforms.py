@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import jaxnn
-from tests.helpers import assert_trees_close, random_tree
+from tests.helpers import TOL, assert_trees_close, random_tree
 
 STEPS = 6
 
@@ -93,7 +93,7 @@ def test_rss_zero_accumulator_gives_zero_update():
     g = {"a": jnp.zeros(3), "b": jnp.ones(2)}
     updates, _ = tx.update(g, tx.init(g))
     np.testing.assert_array_equal(updates["a"], np.zeros(3))
-    np.testing.assert_allclose(updates["b"], 1 / np.sqrt(1 + 1e-7), rtol=1e-6)
+    np.testing.assert_allclose(updates["b"], 1 / np.sqrt(1 + 1e-7), **TOL["roundings"])
 
 
 @pytest.mark.parametrize(
@@ -139,7 +139,7 @@ def test_complex_params_with_real_nu_dtype_match_optax():
         u2, s2 = theirs.update(grads, s2, params)
         for a, b in zip(jax.tree.leaves(u1), jax.tree.leaves(u2), strict=True):
             assert a.dtype == b.dtype == jnp.complex64
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(a, b, **TOL["reduction"])
     assert {x.dtype for x in jax.tree.leaves(s1[0].nu)} == {jnp.dtype(jnp.float32)}
     assert {x.dtype for x in jax.tree.leaves(s1[0].mu)} == {jnp.dtype(jnp.complex64)}
 
@@ -194,8 +194,8 @@ def test_decay_schedule_and_needs_params():
     state = tx.init(p)
     u0, state = tx.update(jnp.zeros(3), state, p)
     u1, state = tx.update(jnp.zeros(3), state, p)
-    np.testing.assert_allclose(u0, 0.1 * np.ones(3), rtol=1e-6)
-    np.testing.assert_allclose(u1, 0.2 * np.ones(3), rtol=1e-6)
+    np.testing.assert_allclose(u0, 0.1 * np.ones(3), **TOL["roundings"])
+    np.testing.assert_allclose(u1, 0.2 * np.ones(3), **TOL["roundings"])
     with pytest.raises(ValueError, match="params"):
         jaxnn.add_l1(0.1).update(p, jaxnn.add_l1(0.1).init(p), None)
 
