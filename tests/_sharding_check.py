@@ -23,7 +23,7 @@ from jax.sharding import PartitionSpec as P
 
 import jaxnn
 from tests import registry
-from tests.helpers import counting_jit
+from tests.helpers import TOL, counting_jit
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 assert jax.device_count() == 8, jax.devices()
@@ -180,7 +180,7 @@ for name, make in OPTIMIZERS.items():
     for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(unsharded), strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype, (name, a, b)
         np.testing.assert_allclose(
-            np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-5, atol=1e-6
+            np.asarray(a, np.float64), np.asarray(b, np.float64), **TOL["trajectory"]
         )
     print(f"OK {name} ({n_array_leaves} array state leaves)")
 

@@ -26,7 +26,7 @@ import pytest
 
 import jaxnn
 from tests import registry
-from tests.helpers import assert_trees_close
+from tests.helpers import TOL, assert_trees_close
 from tests.registry import grads_like
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -335,8 +335,7 @@ def test_complex_params_as_optax_or_clear_error(name):
             np.testing.assert_allclose(
                 np.asarray(a),
                 np.asarray(e),
-                rtol=1e-5,
-                atol=1e-6,
+                **TOL["trajectory"],
                 err_msg=f"step {i + 1}",
             )
 

@@ -23,6 +23,7 @@ import pytest
 import jaxnn
 from tests import registry
 from tests.helpers import (
+    TOL,
     assert_trees_close,
     mlp_loss,
     mlp_params,
@@ -160,7 +161,7 @@ def test_matches_optax_over_100_steps(name):
         assert_trees_close(ours, theirs, err_msg=f"{name}({kwargs})")
         # The trajectory moved: the comparison is not of two frozen copies.
         first = jax.tree.leaves(params)[0]
-        assert not np.allclose(jax.tree.leaves(ours)[0][-1], first, rtol=1e-3)
+        assert not np.allclose(jax.tree.leaves(ours)[0][-1], first, **TOL["distinct"])
 
 
 # --- convergence -------------------------------------------------------------------
@@ -330,7 +331,7 @@ def test_momentum_matches_notes_form():
         w = w - v
         ref.append(w)
     np.testing.assert_allclose(
-        _run_ours(jaxnn.momentum(lr, beta), W0, grads), ref, rtol=1e-5, atol=1e-6
+        _run_ours(jaxnn.momentum(lr, beta), W0, grads), ref, **TOL["trajectory"]
     )
 
 
@@ -343,7 +344,7 @@ def test_adagrad_reference():
         w = w - lr * g / np.sqrt(big_g + eps)
         ref.append(w)
     np.testing.assert_allclose(
-        _run_ours(jaxnn.adagrad(lr), W0, grads), ref, rtol=1e-5, atol=1e-6
+        _run_ours(jaxnn.adagrad(lr), W0, grads), ref, **TOL["trajectory"]
     )
 
 
@@ -359,7 +360,7 @@ def test_rmsprop_reference(centered):
         w = w - lr * g / np.sqrt(denom + eps)
         ref.append(w)
     ours = _run_ours(jaxnn.rmsprop(lr, centered=centered), W0, grads)
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours, ref, **TOL["trajectory"])
 
 
 def _np_adam(grads, lr, b1, b2, eps, weight_decay=0.0, nadam=False):
@@ -382,12 +383,12 @@ def test_adam_reference_with_bias_correction():
     grads = _grad_sequence(3)
     ref = _np_adam(grads, 0.01, 0.9, 0.999, 1e-8)
     np.testing.assert_allclose(
-        _run_ours(jaxnn.adam(0.01), W0, grads), ref, rtol=1e-5, atol=1e-6
+        _run_ours(jaxnn.adam(0.01), W0, grads), ref, **TOL["trajectory"]
     )
     # Without bias correction (the notes' form) the first step would be 10x
     # smaller: the check above would fail.
     no_bc = W0 - 0.01 * (0.1 * grads[0]) / (np.sqrt(0.001 * grads[0] ** 2) + 1e-8)
-    assert not np.allclose(no_bc, ref[0], rtol=1e-3)
+    assert not np.allclose(no_bc, ref[0], **TOL["distinct"])
 
 
 def test_adamw_decay_is_scaled_by_learning_rate():
@@ -395,17 +396,17 @@ def test_adamw_decay_is_scaled_by_learning_rate():
     lr, wd = 0.02, 0.5
     ref = _np_adam(grads, lr, 0.9, 0.999, 1e-8, weight_decay=wd)
     ours = _run_ours(jaxnn.adamw(lr, weight_decay=wd), W0, grads)
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours, ref, **TOL["trajectory"])
     # The notes' unscaled W ← W − ηAdam − λW would be far off.
     unscaled = _np_adam(grads, lr, 0.9, 0.999, 1e-8, weight_decay=wd / lr)
-    assert not np.allclose(ours, unscaled, rtol=1e-2)
+    assert not np.allclose(ours, unscaled, **TOL["distinct"])
 
 
 def test_nadam_reference():
     grads = _grad_sequence(5)
     ref = _np_adam(grads, 0.01, 0.9, 0.999, 1e-8, nadam=True)
     np.testing.assert_allclose(
-        _run_ours(jaxnn.nadam(0.01), W0, grads), ref, rtol=1e-5, atol=1e-6
+        _run_ours(jaxnn.nadam(0.01), W0, grads), ref, **TOL["trajectory"]
     )
 
 
@@ -437,9 +438,9 @@ def test_nesterov_equals_look_ahead_form_under_change_of_variables():
         u, state = tx.update(g, state, wj)
         wj = jaxnn.apply_updates(wj, u)
         ours.append(np.asarray(wj, np.float64))
-    np.testing.assert_allclose(ours, look_ahead, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours, look_ahead, **TOL["trajectory"])
     # The change of variables matters: ours are not the notes' W themselves.
-    assert not np.allclose(ours, plain, rtol=1e-3)
+    assert not np.allclose(ours, plain, **TOL["distinct"])
 
 
 # --- schedules as learning rates, masks ---------------------------------------------
@@ -467,7 +468,7 @@ def test_schedule_is_applied_at_the_right_step():
     for _ in range(4):
         u, state = tx.update(jnp.ones(()), state, w)
         steps.append(float(u))
-    np.testing.assert_allclose(steps, [-0.1, -0.2, -0.3, -0.4], rtol=1e-6)
+    np.testing.assert_allclose(steps, [-0.1, -0.2, -0.3, -0.4], **TOL["roundings"])
 
 
 @pytest.mark.parametrize("kind", ["pytree", "callable", "prefix"])
@@ -552,7 +553,7 @@ def test_traced_hyperparameters_pass_validation():
         return u
 
     ours = f(jnp.float32(0.8), jnp.float32(0.1))
-    np.testing.assert_allclose(ours, -0.1 * np.ones(3), rtol=1e-5)
+    np.testing.assert_allclose(ours, -0.1 * np.ones(3), **TOL["reduction"])
 
 
 def test_defaults_equal_optax():
