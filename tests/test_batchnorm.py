@@ -179,7 +179,7 @@ def test_half_precision_statistics_in_float32(dtype):
     np.testing.assert_allclose(new_state.var, x64.var(0), **TOL["reduction"])
     expected = (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-5)
     np.testing.assert_allclose(
-        np.asarray(y, np.float64), expected, **TOL["bfloat16_rounding"]
+        np.asarray(y, np.float64), expected, **TOL["bfloat16_unit_scale"]
     )
 
 

@@ -254,9 +254,7 @@ def test_scaled_float16_gradients_survive_unscaling():
     assert seen["g"].dtype == jnp.float32
     expected = np.float16(true * s).astype(np.float32) / s
     np.testing.assert_array_equal(seen["g"], expected)
-    np.testing.assert_allclose(
-        seen["g"], true, **TOL["float16_rounding"]
-    )  # float16 rounding only
+    np.testing.assert_allclose(seen["g"], true, **TOL["float16_rounding"])
 
 
 def test_clipping_inside_sees_the_unscaled_norm():
