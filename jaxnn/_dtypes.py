@@ -124,3 +124,41 @@ def accumulation_dtype(dtype: Any) -> jnp.dtype:
       float32 or wider.
     """
     return promote_types(jnp.finfo(dtype).dtype, jnp.float32)
+
+
+def sum_at(dtype: Any, *terms: jax.Array) -> jax.Array:
+    """The sum of `terms` at the precision of `dtype`, in the terms' dtype.
+
+    An optimizer's new moment, e.g. m = β₁m + (1 − β₁)g, is computed in float32,
+    but its update must use it at the precision of its operands, as optax does
+    (which computes in that dtype): with bfloat16 or float16 params the update
+    reads the moment as stored. Reading the unrounded float32 sum instead makes
+    XLA recompute it from the old moment, which the in-place write of the new one
+    overwrites, so the whole state is copied first (steps 1.3x slower with
+    bfloat16 moments, 3.4x with float16; 67 MB scratch per 2^24 float16 moments).
+
+    The rounding is written in the form XLA:CPU's fusion keeps as one read of the
+    stored moment (checked in tests/test_compiled_step.py): for float16 a float16
+    sum of the rounded terms (a float32 sum rounded by one convert is duplicated
+    into its consumers, a float16 convert being cheap), which is within half a
+    unit in the last place of each term and of the sum, as optax's float16
+    arithmetic; for other dtypes the float32 sum rounded once (a bfloat16 sum is
+    emulated in float32 and would be materialized as a second buffer).
+
+    Args:
+      dtype: the precision to sum at (its real part's for real terms).
+      *terms: arrays of one floating or complex dtype, at least as wide.
+
+    Returns:
+      The sum, in the terms' dtype; computed there when `dtype` is as wide.
+    """
+    wide = terms[0].dtype
+    if not is_complex(wide):
+        dtype = real_dtype(dtype)
+    if jnp.dtype(dtype) == wide:
+        return functools.reduce(jnp.add, terms)
+    if jnp.dtype(dtype) == jnp.float16:
+        narrow = functools.reduce(jnp.add, (t.astype(dtype) for t in terms))
+    else:
+        narrow = functools.reduce(jnp.add, terms).astype(dtype)
+    return narrow.astype(wide)

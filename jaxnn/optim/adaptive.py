@@ -26,7 +26,15 @@ from jaxnn._checks import (
     check_nonnegative,
     check_tree_matches,
 )
-from jaxnn._dtypes import abs_sq, compute_dtype, float_dtype, real_dtype, real_part
+from jaxnn._dtypes import (
+    abs_sq,
+    compute_dtype,
+    float_dtype,
+    promote_types,
+    real_dtype,
+    real_part,
+    sum_at,
+)
 from jaxnn._trees import full_like_tree, map_leaves, zeros_like_tree
 from jaxnn.optim.base import GradientTransformation, Updates, safe_increment
 
@@ -72,7 +80,11 @@ def scale_by_rss(
     def leaf(g, s):
         wide = compute_dtype(g.dtype, s.dtype)
         gw = g.astype(wide)
-        s_new = abs_sq(gw) + real_part(s).astype(real_dtype(wide))
+        s_new = sum_at(
+            promote_types(g.dtype, s.dtype),
+            abs_sq(gw),
+            real_part(s).astype(real_dtype(wide)),
+        )
         inv = jnp.where(s_new > 0, jax.lax.rsqrt(s_new + eps), 0.0)
         return (inv.astype(wide) * gw).astype(g.dtype), s_new.astype(s.dtype)
 
@@ -230,8 +242,10 @@ def scale_by_rms(
         def leaf(g, n):
             wide = compute_dtype(g.dtype, n.dtype)
             gw = g.astype(wide)
-            n_new = (1 - decay) * abs_sq(gw) + decay * real_part(n).astype(
-                real_dtype(wide)
+            n_new = sum_at(
+                promote_types(g.dtype, n.dtype),
+                (1 - decay) * abs_sq(gw),
+                decay * real_part(n).astype(real_dtype(wide)),
             )
             out = scaling(correct(n_new)).astype(wide) * gw
             return out.astype(g.dtype), n_new.astype(n.dtype)
@@ -239,9 +253,15 @@ def scale_by_rms(
         def centered_leaf(g, m, n):
             wide = compute_dtype(g.dtype, m.dtype, n.dtype)
             gw = g.astype(wide)
-            m_new = (1 - decay) * gw + decay * m.astype(wide)
-            n_new = (1 - decay) * abs_sq(gw) + decay * real_part(n).astype(
-                real_dtype(wide)
+            m_new = sum_at(
+                promote_types(g.dtype, m.dtype),
+                (1 - decay) * gw,
+                decay * m.astype(wide),
+            )
+            n_new = sum_at(
+                promote_types(g.dtype, n.dtype),
+                (1 - decay) * abs_sq(gw),
+                decay * real_part(n).astype(real_dtype(wide)),
             )
             variance = correct(n_new) - abs_sq(correct(m_new))
             out = scaling(variance).astype(wide) * gw
@@ -350,8 +370,14 @@ def scale_by_adam(
             wide = compute_dtype(g.dtype, m.dtype, v.dtype)
             real = real_dtype(wide)
             gw = g.astype(wide)
-            m_new = (1 - b1) * gw + b1 * m.astype(wide)
-            v_new = (1 - b2) * abs_sq(gw) + b2 * real_part(v).astype(real)
+            m_new = sum_at(
+                promote_types(g.dtype, m.dtype), (1 - b1) * gw, b1 * m.astype(wide)
+            )
+            v_new = sum_at(
+                promote_types(g.dtype, v.dtype),
+                (1 - b2) * abs_sq(gw),
+                b2 * real_part(v).astype(real),
+            )
             if nesterov:
                 m_hat = b1 * (m_new / bc1_next.astype(wide)) + (1 - b1) * (
                     gw / bc1.astype(wide)
