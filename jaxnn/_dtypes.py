@@ -127,38 +127,33 @@ def accumulation_dtype(dtype: Any) -> jnp.dtype:
 
 
 def sum_at(dtype: Any, *terms: jax.Array) -> jax.Array:
-    """The sum of `terms` at the precision of `dtype`, in the terms' dtype.
+    """The sum of `terms`, rounded to `dtype` where that keeps their range.
 
-    An optimizer's new moment, e.g. m = β₁m + (1 − β₁)g, is computed in float32,
-    but its update must use it at the precision of its operands, as optax does
-    (which computes in that dtype): with bfloat16 or float16 params the update
-    reads the moment as stored. Reading the unrounded float32 sum instead makes
-    XLA recompute it from the old moment, which the in-place write of the new one
-    overwrites, so the whole state is copied first (steps 1.3x slower with
-    bfloat16 moments, 3.4x with float16; 67 MB scratch per 2^24 float16 moments).
+    An optimizer's new state, e.g. m = β₁m + (1 − β₁)g, is computed in float32 or
+    wider. Where its dtype has the exponent range of that computation (bfloat16
+    under float32), its update reads it as stored: the value the next step starts
+    from, and with bfloat16 params what optax computes in their dtype. Reading
+    the unrounded sum instead makes XLA recompute it from the old state, which
+    the in-place write of the new one overwrites, so the whole state is copied
+    first (a donated bfloat16 adamw step 1.3x slower on XLA:CPU).
 
-    The rounding is written in the form XLA:CPU's fusion keeps as one read of the
-    stored moment (checked in tests/test_compiled_step.py): for float16 a float16
-    sum of the rounded terms (a float32 sum rounded by one convert is duplicated
-    into its consumers, a float16 convert being cheap), which is within half a
-    unit in the last place of each term and of the sum, as optax's float16
-    arithmetic; for other dtypes the float32 sum rounded once (a bfloat16 sum is
-    emulated in float32 and would be materialized as a second buffer).
+    A narrower range (float16 state, or float32 state under float64) is not read
+    as stored: squared moments underflow there (g² flushes to 0 in float16 below
+    |g| ~ 2e-4), and an update divided by a flushed √v explodes. Those states are
+    read unrounded and stored rounded, as before, and XLA copies them; keep
+    float16 params' moments in float32 (`mu_dtype`, `nu_dtype`) to avoid both.
 
     Args:
-      dtype: the precision to sum at (its real part's for real terms).
+      dtype: the state's dtype (its real part's for real terms).
       *terms: arrays of one floating or complex dtype, at least as wide.
 
     Returns:
-      The sum, in the terms' dtype; computed there when `dtype` is as wide.
+      The sum, in the terms' dtype.
     """
     wide = terms[0].dtype
+    total = functools.reduce(jnp.add, terms)
     if not is_complex(wide):
         dtype = real_dtype(dtype)
-    if jnp.dtype(dtype) == wide:
-        return functools.reduce(jnp.add, terms)
-    if jnp.dtype(dtype) == jnp.float16:
-        narrow = functools.reduce(jnp.add, (t.astype(dtype) for t in terms))
-    else:
-        narrow = functools.reduce(jnp.add, terms).astype(dtype)
-    return narrow.astype(wide)
+    if jnp.finfo(dtype).maxexp < jnp.finfo(wide).maxexp or jnp.dtype(dtype) == wide:
+        return total
+    return total.astype(dtype).astype(wide)

@@ -18,13 +18,14 @@ underflow cannot change a clip's decision (see its docstring).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from jaxnn._checks import check_array_tree
+from jaxnn._control import cond
 from jaxnn._dtypes import accumulation_dtype, promote_types
 
 
@@ -35,17 +36,6 @@ def _widen(x: Any) -> jax.Array:
     if jnp.iscomplexobj(x):
         x = jnp.abs(x)
     return x.astype(acc)
-
-
-def _cond(pred: jax.Array, true_fn: Callable, false_fn: Callable, operand: Any):
-    """`lax.cond`, or a plain Python branch when `pred` is concrete (eager calls).
-
-    Eager `lax.cond` with fresh closures compiles both branches on every call
-    (tens of ms); outside jit the predicate is known, so only one branch runs.
-    """
-    if isinstance(pred, jax.core.Tracer):
-        return jax.lax.cond(pred, true_fn, false_fn, operand)
-    return true_fn(operand) if bool(pred) else false_fn(operand)
 
 
 def _rescale_factor(sumsq: jax.Array) -> jax.Array:
@@ -136,7 +126,7 @@ def l2_norm(
     if x.size == 0:
         norm = jnp.sqrt(sumsq)
     else:
-        norm = _cond(
+        norm = cond(
             _needs_rescale(sumsq),
             lambda s: _scaled_norm(x, _rescale_factor(s), axis=axis, keepdims=True),
             jnp.sqrt,
@@ -193,7 +183,7 @@ def global_norm(updates: Any) -> jax.Array:
             )
         )
 
-    return _cond(_needs_rescale(total), rescaled, lambda sums: jnp.sqrt(total), sums)
+    return cond(_needs_rescale(total), rescaled, lambda sums: jnp.sqrt(total), sums)
 
 
 def clip_norms(
@@ -267,7 +257,7 @@ def clip_norms(
             whole.append(jnp.where(jnp.isinf(totals[i]), at_down, jnp.sqrt(totals[i])))
         return norms, whole
 
-    return _cond(overflow, rescaled, plain, (unit_sums, totals))
+    return cond(overflow, rescaled, plain, (unit_sums, totals))
 
 
 def _down(dtype: Any) -> jax.Array:

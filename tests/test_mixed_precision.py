@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import jaxnn
+from tests.helpers import TOL
 
 STEPS = 300
 
@@ -143,12 +144,19 @@ def _ulp(x, dtype):
     return 2.0 ** (exponent - info.nmant)
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize(
+    "dtype, as_stored", [("bfloat16", True), ("float16", False)], ids=str
+)
 @pytest.mark.parametrize("nesterov", [False, True], ids=["adam", "nadam"])
-def test_adam_update_reads_the_moments_as_stored(dtype, nesterov):
-    # With half-precision params the moments are computed in float32, stored in
-    # the params' dtype, and the update is computed from them as stored (as
-    # optax, which computes in that dtype). Reference: the formulas in float64.
+def test_adam_update_reads_the_moments_as_stored_where_they_keep_the_range(
+    dtype, as_stored, nesterov
+):
+    # The moments are computed in float32 and stored in the params' dtype. With
+    # bfloat16 (float32's range) the update is computed from them as stored (as
+    # optax, which computes in that dtype); with float16, whose range cannot
+    # hold g² (it flushes to 0 below |g| ~ 2e-4, and the update divided by a
+    # flushed √v explodes), from the unrounded float32 values. Reference: the
+    # formulas in float64.
     dtype = jnp.dtype(dtype)
     rng = np.random.default_rng(0)
     n, count, b1, b2, eps = 4000, 3, 0.9, 0.999, 1e-8
@@ -161,21 +169,31 @@ def test_adam_update_reads_the_moments_as_stored(dtype, nesterov):
         return np.asarray(x, np.float64)
 
     t = count + 1
-    # Rounded to the stored dtype: within a unit in the last place of the sum
-    # (bfloat16: the sum is rounded once) plus one of each term (float16: each
-    # term is rounded before the sum, as optax's float16 arithmetic does).
-    m_terms = (b1 * f64(m), (1 - b1) * f64(g))
-    v_terms = (b2 * f64(v), (1 - b2) * f64(g) ** 2)
-    for got, terms in ((new.mu, m_terms), (new.nu, v_terms)):
-        bound = _ulp(f64(got), dtype) + sum(_ulp(x, dtype) for x in terms)
-        assert np.all(np.abs(f64(got) - sum(terms)) <= bound)
-    m_hat = f64(new.mu) / (1 - b1**t)
+    m_exact = b1 * f64(m) + (1 - b1) * f64(g)
+    v_exact = b2 * f64(v) + (1 - b2) * f64(g) ** 2
+    # Stored rounded to the params' dtype: within a unit in the last place.
+    for got, exact in ((new.mu, m_exact), (new.nu, v_exact)):
+        assert np.all(np.abs(f64(got) - exact) <= _ulp(f64(got), dtype))
+    m_used, v_used = (f64(new.mu), f64(new.nu)) if as_stored else (m_exact, v_exact)
+    m_hat = m_used / (1 - b1**t)
     if nesterov:
-        m_hat = b1 * f64(new.mu) / (1 - b1 ** (t + 1)) + (1 - b1) * f64(g) / (1 - b1**t)
-    expected = m_hat / (np.sqrt(f64(new.nu) / (1 - b2**t)) + eps)
+        m_hat = b1 * m_used / (1 - b1 ** (t + 1)) + (1 - b1) * f64(g) / (1 - b1**t)
+    expected = m_hat / (np.sqrt(v_used / (1 - b2**t)) + eps)
     # The update is that value rounded once to the params' dtype. It agrees
     # exactly but where float32 arithmetic lands on the other side of a rounding
     # boundary (1 - β₂ᵗ in float32 is off by ~1e-5 relative at t = 4: 1.5% of the
-    # float16 elements); computed from the unrounded moments, 28% differ.
+    # float16 elements); computed from the other moments (stored instead of
+    # unrounded, or the reverse), about 28% differ.
     same = f64(out) == f64(jnp.asarray(expected, dtype))
     assert same.mean() > 0.95
+
+
+def test_float16_adam_with_tiny_gradients_takes_a_bounded_step():
+    # g = 1e-4: (1 - β₂)g² = 1e-11 is 0 in float16. Adam's first step is
+    # -lr·sign(g) (m̂ = g, v̂ = g²) whatever the dtype the moments are stored in.
+    g = {"w": jnp.full((8,), 1e-4, jnp.float16)}
+    tx = jaxnn.adam(1e-3)
+    updates, _ = tx.update(g, tx.init(g))
+    np.testing.assert_allclose(
+        np.asarray(updates["w"], np.float64), -1e-3, **TOL["float16_rounding"]
+    )

@@ -30,7 +30,6 @@ from jaxnn._dtypes import (
     abs_sq,
     compute_dtype,
     float_dtype,
-    promote_types,
     real_dtype,
     real_part,
     sum_at,
@@ -81,7 +80,7 @@ def scale_by_rss(
         wide = compute_dtype(g.dtype, s.dtype)
         gw = g.astype(wide)
         s_new = sum_at(
-            promote_types(g.dtype, s.dtype),
+            s.dtype,
             abs_sq(gw),
             real_part(s).astype(real_dtype(wide)),
         )
@@ -243,7 +242,7 @@ def scale_by_rms(
             wide = compute_dtype(g.dtype, n.dtype)
             gw = g.astype(wide)
             n_new = sum_at(
-                promote_types(g.dtype, n.dtype),
+                n.dtype,
                 (1 - decay) * abs_sq(gw),
                 decay * real_part(n).astype(real_dtype(wide)),
             )
@@ -254,12 +253,12 @@ def scale_by_rms(
             wide = compute_dtype(g.dtype, m.dtype, n.dtype)
             gw = g.astype(wide)
             m_new = sum_at(
-                promote_types(g.dtype, m.dtype),
+                m.dtype,
                 (1 - decay) * gw,
                 decay * m.astype(wide),
             )
             n_new = sum_at(
-                promote_types(g.dtype, n.dtype),
+                n.dtype,
                 (1 - decay) * abs_sq(gw),
                 decay * real_part(n).astype(real_dtype(wide)),
             )
@@ -314,6 +313,11 @@ def scale_by_adam(
 
     With `nesterov=True` (Nadam, Dozat 2016, as optax) m̂ is replaced by
     β₁m / (1 − β₁ᵗ⁺¹) + (1 − β₁)g / (1 − β₁ᵗ).
+
+    m and v are computed in float32 (or wider) and the update reads them as
+    stored, rounded to `mu_dtype`/`nu_dtype` (with half-precision params, what
+    optax computes in their dtype; with a `mu_dtype` narrower than the
+    gradients, optax reads the unrounded m).
 
     Args:
       b1: β₁ in [0, 1), decay of the first moment.
@@ -370,11 +374,9 @@ def scale_by_adam(
             wide = compute_dtype(g.dtype, m.dtype, v.dtype)
             real = real_dtype(wide)
             gw = g.astype(wide)
-            m_new = sum_at(
-                promote_types(g.dtype, m.dtype), (1 - b1) * gw, b1 * m.astype(wide)
-            )
+            m_new = sum_at(m.dtype, (1 - b1) * gw, b1 * m.astype(wide))
             v_new = sum_at(
-                promote_types(g.dtype, v.dtype),
+                v.dtype,
                 (1 - b2) * abs_sq(gw),
                 b2 * real_part(v).astype(real),
             )

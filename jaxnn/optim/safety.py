@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn._checks import check_array_tree, check_int, check_transform
+from jaxnn._control import apply_or_skip
 from jaxnn.optim.base import (
     GradientTransformation,
     safe_increment,
@@ -54,7 +55,9 @@ def skip_nonfinite(
     On a step where any incoming gradient element is non-finite, the returned
     updates are zeros (so `apply_updates` leaves the params unchanged) and `inner`'s
     state is kept as it was, so a single bad batch cannot poison Adam's moments.
-    Finite steps go through `inner` unchanged.
+    Finite steps go through `inner` unchanged. The two cases are the branches of
+    one `lax.cond` (as optax's `apply_if_finite`): `inner` updates its state in
+    place, where selecting the new or the old state would make XLA copy it.
 
     With `max_consecutive=k`, at most k non-finite steps in a row are skipped: once
     k have been skipped, further consecutive non-finite steps are passed to `inner`
@@ -99,14 +102,12 @@ def skip_nonfinite(
         apply = finite
         if limit is not None:
             apply = finite | (consecutive > limit)
-        new_updates, new_inner = inner.update(
-            updates, state.inner_state, params, **extra_args
-        )
-        out = jax.tree.map(
-            lambda u: jnp.where(apply, u, jnp.zeros_like(u)), new_updates
-        )
-        kept_inner = jax.tree.map(
-            lambda new, old: jnp.where(apply, new, old), new_inner, state.inner_state
+        out, kept_inner = apply_or_skip(
+            apply,
+            lambda u, s, p: inner.update(u, s, p, **extra_args),
+            updates,
+            state.inner_state,
+            params,
         )
         total = jnp.where(
             apply, state.total_skipped, safe_increment(state.total_skipped)

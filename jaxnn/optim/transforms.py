@@ -10,9 +10,9 @@ gradients are widened, then rounded when stored; complex values in complex64 or
 wider, as optax, so no imaginary part is dropped); each state leaf keeps the dtype
 it was created with (the params' unless `accumulator_dtype`, `mu_dtype` or
 `nu_dtype` say otherwise), and the outgoing updates have the dtype of the incoming
-ones. A new moment enters the update at the precision of the gradient's and its own
-dtype promoted, as optax (which computes in that dtype): as stored, when they agree,
-so XLA need not keep the old moment alive beside the new (`_dtypes.sum_at`).
+ones. A new moment enters the update as stored, rounded to its dtype, so XLA need
+not keep the old moment alive beside the new (`_dtypes.sum_at`); with half-precision
+params that is what optax computes too.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from jaxnn._checks import (
     check_real,
     check_tree_matches,
 )
-from jaxnn._dtypes import compute_dtype, promote_types, sum_at
+from jaxnn._dtypes import compute_dtype, sum_at
 from jaxnn._trees import map_leaves, scale_tree, zeros_like_tree
 from jaxnn.optim.base import (
     GradientTransformation,
@@ -146,9 +146,10 @@ def trace(
     The Nesterov form needs only the gradient at the current params; it gives the
     iterates of the look-ahead form v ← βv + η∇L(W − βv) under the change of
     variables W' = W − βv (Sutskever et al., 2013). The new velocity is formed in
-    float32 or wider and used at the precision of the gradient's and velocity's
-    dtypes promoted (as optax, which computes in that dtype): unrounded under a
-    narrower `accumulator_dtype`, whose stored copy alone is rounded.
+    float32 or wider and used as stored, rounded to `accumulator_dtype` (optax
+    uses the unrounded value and stores the rounded one: under an
+    `accumulator_dtype` narrower than the gradients the two differ by that
+    rounding).
 
     Args:
       decay: β in [0, 1).
@@ -178,7 +179,7 @@ def trace(
     def leaf(g, v):
         wide = compute_dtype(g.dtype, v.dtype)
         gw = g.astype(wide)
-        v_new = sum_at(promote_types(g.dtype, v.dtype), decay * v.astype(wide), gw)
+        v_new = sum_at(v.dtype, decay * v.astype(wide), gw)
         out = gw + decay * v_new if nesterov else v_new
         return out.astype(g.dtype), v_new.astype(v.dtype)
 
