@@ -63,13 +63,16 @@ optax equivalent and the plain optimizer the glue wraps, written without it.
                        optax.apply_if_finite(optax.adamw)
       plain            G * (1/S) in float32, adamw, and a finite check that
                        zeroes the updates and keeps the state (jnp.where)
+    loss_scale_float32 the same three on float32 params (mixed precision's master
+                       weights, whose gradients jax.grad returns in float32)
     inject_hyperparams optax.inject_hyperparams(jaxnn.adamw)(learning_rate=...)
       optax            optax.inject_hyperparams(optax.adamw)(learning_rate=...)
       plain            jaxnn.adamw
 
 Their minimum bytes: partition 7 n_kernels + 3 n_rest float32 elements;
 inject_hyperparams 7 n; dynamic_loss_scale 8 n float16 elements (adamw's 7 arrays,
-which are float16 here, plus the finite check's read of g). Targets: the glue's
+which are float16 here, plus the finite check's read of g); loss_scale_float32 the
+same 8 n in float32 elements. Targets: the glue's
 time at most the optax equivalent's (ratio <= 1) and at most 1.05 times the plain
 optimizer's.
 
@@ -556,6 +559,17 @@ GLUE: dict[str, Glue] = {
         ),
         lambda: _finite_checked(jaxnn.adamw(LR)),
         jnp.float16,
+        LOSS_SCALE,
+        lambda params: 8.0,
+    ),
+    "loss_scale_float32": Glue(
+        lambda: jaxnn.dynamic_loss_scale(jaxnn.adamw(LR), init_scale=LOSS_SCALE),
+        lambda: optax.chain(
+            _unscale_in_grad_dtype(),
+            optax.apply_if_finite(optax.adamw(LR), max_consecutive_errors=2**30),
+        ),
+        lambda: _finite_checked(jaxnn.adamw(LR)),
+        jnp.float32,
         LOSS_SCALE,
         lambda params: 8.0,
     ),
