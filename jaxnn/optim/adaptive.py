@@ -314,10 +314,12 @@ def scale_by_adam(
     With `nesterov=True` (Nadam, Dozat 2016, as optax) m̂ is replaced by
     β₁m / (1 − β₁ᵗ⁺¹) + (1 − β₁)g / (1 − β₁ᵗ).
 
-    m and v are computed in float32 (or wider) and the update reads them as
-    stored, rounded to `mu_dtype`/`nu_dtype` (with half-precision params, what
-    optax computes in their dtype; with a `mu_dtype` narrower than the
-    gradients, optax reads the unrounded m).
+    m and v are computed in float32 (or wider). Where their dtype keeps that
+    exponent range (bfloat16), the update reads them as stored, rounded (what
+    optax computes with bfloat16 params; under a bfloat16 `mu_dtype` with
+    float32 params optax reads the unrounded m). float16 moments are read
+    unrounded: float16 cannot hold g² (see `_dtypes.sum_at`); keep float16
+    params' moments in float32.
 
     Args:
       b1: β₁ in [0, 1), decay of the first moment.

@@ -10,9 +10,10 @@ gradients are widened, then rounded when stored; complex values in complex64 or
 wider, as optax, so no imaginary part is dropped); each state leaf keeps the dtype
 it was created with (the params' unless `accumulator_dtype`, `mu_dtype` or
 `nu_dtype` say otherwise), and the outgoing updates have the dtype of the incoming
-ones. A new moment enters the update as stored, rounded to its dtype, so XLA need
-not keep the old moment alive beside the new (`_dtypes.sum_at`); with half-precision
-params that is what optax computes too.
+ones. Where a state's dtype keeps the compute dtype's exponent range (bfloat16
+under float32), a new moment enters the update as stored, rounded, so XLA need not
+keep the old moment alive beside the new (`_dtypes.sum_at`); with bfloat16 params
+that is what optax computes too. float16 state is read unrounded.
 """
 
 from __future__ import annotations
@@ -146,10 +147,11 @@ def trace(
     The Nesterov form needs only the gradient at the current params; it gives the
     iterates of the look-ahead form v ← βv + η∇L(W − βv) under the change of
     variables W' = W − βv (Sutskever et al., 2013). The new velocity is formed in
-    float32 or wider and used as stored, rounded to `accumulator_dtype` (optax
-    uses the unrounded value and stores the rounded one: under an
-    `accumulator_dtype` narrower than the gradients the two differ by that
-    rounding).
+    float32 or wider and used as stored, rounded to `accumulator_dtype`, where
+    that dtype keeps the compute dtype's range (bfloat16; float16 is used
+    unrounded). optax uses the unrounded value and stores the rounded one: under a
+    bfloat16 `accumulator_dtype` with float32 gradients the two differ by that
+    rounding.
 
     Args:
       decay: β in [0, 1).
