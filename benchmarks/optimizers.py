@@ -534,6 +534,24 @@ def _partition_min_arrays(params: dict) -> float:
     return (7 * kernels + 3 * rest) / (kernels + rest)
 
 
+def _loss_scale_glue(dtype: Any) -> Glue:
+    """dynamic_loss_scale(adamw) on `dtype` params and gradients scaled by S.
+
+    Minimum: adamw's 7 arrays plus the finite check's read of g, 8 n elements.
+    """
+    return Glue(
+        lambda: jaxnn.dynamic_loss_scale(jaxnn.adamw(LR), init_scale=LOSS_SCALE),
+        lambda: optax.chain(
+            _unscale_in_grad_dtype(),
+            optax.apply_if_finite(optax.adamw(LR), max_consecutive_errors=2**30),
+        ),
+        lambda: _finite_checked(jaxnn.adamw(LR)),
+        dtype,
+        LOSS_SCALE,
+        lambda params: 8.0,
+    )
+
+
 GLUE: dict[str, Glue] = {
     "partition": Glue(
         lambda: jaxnn.partition(
@@ -551,28 +569,8 @@ GLUE: dict[str, Glue] = {
         1.0,
         _partition_min_arrays,
     ),
-    "dynamic_loss_scale": Glue(
-        lambda: jaxnn.dynamic_loss_scale(jaxnn.adamw(LR), init_scale=LOSS_SCALE),
-        lambda: optax.chain(
-            _unscale_in_grad_dtype(),
-            optax.apply_if_finite(optax.adamw(LR), max_consecutive_errors=2**30),
-        ),
-        lambda: _finite_checked(jaxnn.adamw(LR)),
-        jnp.float16,
-        LOSS_SCALE,
-        lambda params: 8.0,
-    ),
-    "loss_scale_float32": Glue(
-        lambda: jaxnn.dynamic_loss_scale(jaxnn.adamw(LR), init_scale=LOSS_SCALE),
-        lambda: optax.chain(
-            _unscale_in_grad_dtype(),
-            optax.apply_if_finite(optax.adamw(LR), max_consecutive_errors=2**30),
-        ),
-        lambda: _finite_checked(jaxnn.adamw(LR)),
-        jnp.float32,
-        LOSS_SCALE,
-        lambda params: 8.0,
-    ),
+    "dynamic_loss_scale": _loss_scale_glue(jnp.float16),
+    "loss_scale_float32": _loss_scale_glue(jnp.float32),
     "inject_hyperparams": Glue(
         lambda: optax.inject_hyperparams(jaxnn.adamw)(learning_rate=LR),
         lambda: optax.inject_hyperparams(optax.adamw)(learning_rate=LR),

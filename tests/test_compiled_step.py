@@ -254,8 +254,8 @@ def _state_copies(compiled, dtype):
 
 @cpu_only
 def test_dynamic_loss_scale_stores_only_the_updates():
-    # Mixed precision's usual layout: float32 params and state, float16 scaled
-    # gradients.
+    # float32 params and state; float16 scaled gradients, so the unscaling
+    # G * (1/S) also widens them (the case where a stored copy would be largest).
     s = 2.0**15
     params = _named_tree(0)
     grads = _named_tree(1, scale=s, dtype=jnp.float16)
