@@ -303,7 +303,7 @@ def test_donated_step_updates_moments_in_place(name, dtype):
     # recompute it from the old moment, which the in-place write of the new one
     # overwrites, so it copied every moment first: 2 bytes of scratch per element
     # per moment, and bfloat16 steps 1.3x slower. (float16 state is still read
-    # unrounded, so copied: its range cannot hold g², see `_dtypes.sum_at`.)
+    # unrounded, so copied: its range cannot hold g², see `_dtypes.as_stored`.)
     params = _named_tree(0, dtype=jnp.dtype(dtype))
     grads = _named_tree(1, dtype=jnp.dtype(dtype))
     compiled = _compiled_step(MOMENT_OPTIMIZERS[name](), params, grads)

@@ -28,11 +28,11 @@ from jaxnn._checks import (
 )
 from jaxnn._dtypes import (
     abs_sq,
+    as_stored,
     compute_dtype,
     float_dtype,
     real_dtype,
     real_part,
-    sum_at,
 )
 from jaxnn._trees import full_like_tree, map_leaves, zeros_like_tree
 from jaxnn.optim.base import GradientTransformation, Updates, safe_increment
@@ -79,11 +79,7 @@ def scale_by_rss(
     def leaf(g, s):
         wide = compute_dtype(g.dtype, s.dtype)
         gw = g.astype(wide)
-        s_new = sum_at(
-            s.dtype,
-            abs_sq(gw),
-            real_part(s).astype(real_dtype(wide)),
-        )
+        s_new = as_stored(abs_sq(gw) + real_part(s).astype(real_dtype(wide)), s.dtype)
         inv = jnp.where(s_new > 0, jax.lax.rsqrt(s_new + eps), 0.0)
         return (inv.astype(wide) * gw).astype(g.dtype), s_new.astype(s.dtype)
 
@@ -241,10 +237,10 @@ def scale_by_rms(
         def leaf(g, n):
             wide = compute_dtype(g.dtype, n.dtype)
             gw = g.astype(wide)
-            n_new = sum_at(
+            n_new = as_stored(
+                (1 - decay) * abs_sq(gw)
+                + decay * real_part(n).astype(real_dtype(wide)),
                 n.dtype,
-                (1 - decay) * abs_sq(gw),
-                decay * real_part(n).astype(real_dtype(wide)),
             )
             out = scaling(correct(n_new)).astype(wide) * gw
             return out.astype(g.dtype), n_new.astype(n.dtype)
@@ -252,15 +248,11 @@ def scale_by_rms(
         def centered_leaf(g, m, n):
             wide = compute_dtype(g.dtype, m.dtype, n.dtype)
             gw = g.astype(wide)
-            m_new = sum_at(
-                m.dtype,
-                (1 - decay) * gw,
-                decay * m.astype(wide),
-            )
-            n_new = sum_at(
+            m_new = as_stored((1 - decay) * gw + decay * m.astype(wide), m.dtype)
+            n_new = as_stored(
+                (1 - decay) * abs_sq(gw)
+                + decay * real_part(n).astype(real_dtype(wide)),
                 n.dtype,
-                (1 - decay) * abs_sq(gw),
-                decay * real_part(n).astype(real_dtype(wide)),
             )
             variance = correct(n_new) - abs_sq(correct(m_new))
             out = scaling(variance).astype(wide) * gw
@@ -318,7 +310,7 @@ def scale_by_adam(
     exponent range (bfloat16), the update reads them as stored, rounded (what
     optax computes with bfloat16 params; under a bfloat16 `mu_dtype` with
     float32 params optax reads the unrounded m). float16 moments are read
-    unrounded: float16 cannot hold g² (see `_dtypes.sum_at`); keep float16
+    unrounded: float16 cannot hold g² (see `_dtypes.as_stored`); keep float16
     params' moments in float32.
 
     Args:
@@ -376,11 +368,9 @@ def scale_by_adam(
             wide = compute_dtype(g.dtype, m.dtype, v.dtype)
             real = real_dtype(wide)
             gw = g.astype(wide)
-            m_new = sum_at(m.dtype, (1 - b1) * gw, b1 * m.astype(wide))
-            v_new = sum_at(
-                v.dtype,
-                (1 - b2) * abs_sq(gw),
-                b2 * real_part(v).astype(real),
+            m_new = as_stored((1 - b1) * gw + b1 * m.astype(wide), m.dtype)
+            v_new = as_stored(
+                (1 - b2) * abs_sq(gw) + b2 * real_part(v).astype(real), v.dtype
             )
             if nesterov:
                 m_hat = b1 * (m_new / bc1_next.astype(wide)) + (1 - b1) * (

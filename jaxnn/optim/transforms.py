@@ -12,7 +12,7 @@ it was created with (the params' unless `accumulator_dtype`, `mu_dtype` or
 `nu_dtype` say otherwise), and the outgoing updates have the dtype of the incoming
 ones. Where a state's dtype keeps the compute dtype's exponent range (bfloat16
 under float32), a new moment enters the update as stored, rounded, so XLA need not
-keep the old moment alive beside the new (`_dtypes.sum_at`); with bfloat16 params
+keep the old moment alive beside the new (`_dtypes.as_stored`); with bfloat16 params
 that is what optax computes too. float16 state is read unrounded.
 """
 
@@ -32,7 +32,7 @@ from jaxnn._checks import (
     check_real,
     check_tree_matches,
 )
-from jaxnn._dtypes import compute_dtype, sum_at
+from jaxnn._dtypes import as_stored, compute_dtype
 from jaxnn._trees import map_leaves, scale_tree, zeros_like_tree
 from jaxnn.optim.base import (
     GradientTransformation,
@@ -181,7 +181,7 @@ def trace(
     def leaf(g, v):
         wide = compute_dtype(g.dtype, v.dtype)
         gw = g.astype(wide)
-        v_new = sum_at(v.dtype, decay * v.astype(wide), gw)
+        v_new = as_stored(decay * v.astype(wide) + gw, v.dtype)
         out = gw + decay * v_new if nesterov else v_new
         return out.astype(g.dtype), v_new.astype(v.dtype)
 
